@@ -1,0 +1,1 @@
+"""The interLink plugin HTTP API: wire formats and routes."""

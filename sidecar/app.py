@@ -1,0 +1,159 @@
+"""The lifecycle owner: builds everything from the settings, runs the root tasks, stops them.
+
+Root tasks (see shared/DESIGN.md): the plugin API server, the ops server and the remote
+prober (the watcher, janitor and tunnel manager join later). If any of them ends, the
+process logs why and exits 1 so Kubernetes restarts it.
+
+SIGTERM or SIGINT start the shutdown ladder, all inside ``app.shutdown_timeout_seconds``
+(default 25 s, under Kubernetes' 30 s grace period): readiness turns 503 first, then the
+prober stops, then the plugin API stops accepting and lets in-flight calls finish, then
+the ops server, then the remote client. Exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from metrics import make_metrics
+from sidecar import __version__
+from sidecar.api.server import make_plugin_app
+from sidecar.listeners import ListenError, bound_tcp_port, start_sites
+from sidecar.ops import ProcessState, make_ops_app
+from sidecar.remote.client import KubeconfigError, make_api_client
+from sidecar.remote.health import RemoteHealth, probe_forever
+from sidecar.remote.pods import RemoteCluster
+from sidecar.settings import Settings
+from sidecar.supervision import RootTasks, serve_until_cancelled
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_TASK_ENDED = 1
+EXIT_CONFIG = 2
+
+# How often the remote API server's reachability is checked (ping and /readyz read it).
+PROBE_INTERVAL_SECONDS = 5.0
+
+
+async def run(
+    settings: Settings, *, on_ready: Callable[[list[str], int], None] | None = None
+) -> int:
+    """Run the sidecar until SIGTERM/SIGINT or until a root task ends; returns the exit code.
+
+    ``on_ready(plugin_urls, ops_port)`` is called once everything listens.
+    """
+    started = time.monotonic()
+    try:
+        api_client = await make_api_client(settings.k8s)
+    except KubeconfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    remote = RemoteCluster(api_client, timeout=settings.k8s.request_timeout_seconds)
+    metrics = make_metrics(CollectorRegistry(), version=__version__)
+    health = RemoteHealth()
+    state = ProcessState()
+    tasks = RootTasks()
+    state.alive = tasks.alive
+
+    budget = settings.app.shutdown_timeout_seconds
+    plugin_runner = web.AppRunner(
+        make_plugin_app(
+            remote=remote,
+            health=health,
+            offloading=settings.offloading,
+            metrics=metrics,
+            log_requests=settings.log.requests_enabled,
+        ),
+        handle_signals=False,
+        access_log=None,
+        # In-flight calls get most of the budget; the rest of the ladder is quick.
+        shutdown_timeout=budget * 0.6,
+    )
+    ops_runner = web.AppRunner(
+        make_ops_app(state=state, health=health, metrics=metrics),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=1.0,
+    )
+    await plugin_runner.setup()
+    await ops_runner.setup()
+    try:
+        urls = await start_sites(
+            plugin_runner, settings.app.listen, socket_mode=settings.app.socket_mode
+        )
+        ops_site = web.TCPSite(ops_runner, settings.app.ops_address, settings.app.ops_port)
+        try:
+            await ops_site.start()
+        except OSError as exc:
+            raise ListenError(
+                f"app.ops_port: cannot listen on {settings.app.ops_address}:"
+                f"{settings.app.ops_port}: {exc}"
+            ) from None
+    except ListenError as exc:
+        logger.error("%s", exc)
+        await plugin_runner.cleanup()
+        await ops_runner.cleanup()
+        await remote.close()
+        return EXIT_CONFIG
+    ops_port = bound_tcp_port(ops_runner)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    tasks.start("plugin-api-server", serve_until_cancelled(plugin_runner.cleanup))
+    tasks.start("ops-server", serve_until_cancelled(ops_runner.cleanup))
+    tasks.start(
+        "remote-prober",
+        probe_forever(
+            health,
+            remote.version,
+            interval=PROBE_INTERVAL_SECONDS,
+            on_change=lambda up: metrics.remote_up.set(1 if up else 0),
+        ),
+    )
+    for name in tasks.names():
+        metrics.root_task_up.labels(name).set(1)
+    logger.info(
+        "%s %s serving the plugin API on %s, ops on http://%s:%d (config: %s)",
+        settings.app.name,
+        __version__,
+        ", ".join(urls),
+        settings.app.ops_address,
+        ops_port,
+        settings.source,
+    )
+    if settings.ignored_keys:
+        logger.info("accepted for compatibility, no effect: %s", ", ".join(settings.ignored_keys))
+    if on_ready is not None:
+        on_ready(urls, ops_port)
+
+    exit_info = await tasks.wait_first_exit(stop)
+    stopping_at = time.monotonic()
+    if exit_info.task is None:
+        logger.info("stop requested: shutting down (budget %.0f s)", budget)
+    state.stopping = True  # /readyz answers 503 from here on
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    try:
+        await tasks.stop(["remote-prober"], timeout=budget * 0.1)
+        await tasks.stop(["plugin-api-server"], timeout=budget * 0.7)
+        await tasks.stop(["ops-server"], timeout=budget * 0.1)
+    finally:
+        await remote.close()
+    for name in tasks.names():
+        metrics.root_task_up.labels(name).set(0)
+    logger.info(
+        "stopped in %.2f s (ran %.0f s)",
+        time.monotonic() - stopping_at,
+        stopping_at - started,
+    )
+    return EXIT_OK if exit_info.task is None else EXIT_TASK_ENDED

@@ -1,0 +1,138 @@
+"""Finding or building the control-plane binaries.
+
+No registry ships kube-apiserver and friends, so they are built from the Go module proxy
+(``build-control-plane.sh``) into ``~/.cache/interlink-k8s-sidecar/bin/`` once and reused.
+``LOCAL_CLUSTER_BIN_DIR`` points at a directory with ready binaries instead (like
+envtest's ``KUBEBUILDER_ASSETS``). etcd comes from Debian's ``etcd-server``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+K8S_VERSION = "1.35.4"
+KWOK_VERSION = "0.8.0"
+BIN_DIR_ENV = "LOCAL_CLUSTER_BIN_DIR"
+_BUILT = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
+
+
+class LocalClusterError(Exception):
+    """The local control plane cannot be had; a one-line reason and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+
+
+def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "interlink-k8s-sidecar"
+
+
+def _find_etcd(directory: Path | None) -> Path:
+    if directory is not None and (directory / "etcd").is_file():
+        return directory / "etcd"
+    found = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").is_file() else None)
+    if found is None:
+        raise LocalClusterError(
+            "etcd not found: install it with 'apt-get install -y etcd-server' "
+            f"(or put an etcd binary in ${BIN_DIR_ENV})"
+        )
+    return Path(found)
+
+
+def _from_directory(directory: Path) -> Binaries | None:
+    if not all((directory / name).is_file() for name in _BUILT):
+        return None
+    return Binaries(
+        etcd=_find_etcd(directory),
+        kube_apiserver=directory / "kube-apiserver",
+        kube_controller_manager=directory / "kube-controller-manager",
+        kube_scheduler=directory / "kube-scheduler",
+        kwok=directory / "kwok",
+    )
+
+
+def build_directory(environ: Mapping[str, str] = os.environ) -> Path:
+    return cache_root(environ) / "bin" / f"k8s-{K8S_VERSION}-kwok-{KWOK_VERSION}"
+
+
+def ensure_binaries(
+    *, progress: Callable[[str], None] = print, environ: Mapping[str, str] = os.environ
+) -> Binaries:
+    """Ready binaries: from ``$LOCAL_CLUSTER_BIN_DIR``, the cache, or a fresh build."""
+    if environ.get(BIN_DIR_ENV):
+        directory = Path(environ[BIN_DIR_ENV])
+        found = _from_directory(directory)
+        if found is None:
+            missing = [n for n in _BUILT if not (directory / n).is_file()]
+            raise LocalClusterError(
+                f"{BIN_DIR_ENV}={directory} lacks {', '.join(missing)}: "
+                "point it at a directory with all of them, or unset it to build them"
+            )
+        return found
+    directory = build_directory(environ)
+    found = _from_directory(directory)
+    if found is not None:
+        return found
+    _find_etcd(None)  # fail before a long build when etcd is missing anyway
+    if shutil.which("go") is None:
+        raise LocalClusterError(
+            "the control-plane binaries are not built and 'go' is not on PATH: install Go "
+            f">= 1.25, or set {BIN_DIR_ENV} to a directory with {', '.join(_BUILT)}"
+        )
+    _build(directory, progress=progress, environ=environ)
+    found = _from_directory(directory)
+    if found is None:
+        raise LocalClusterError(f"the build finished but {directory} is incomplete")
+    return found
+
+
+def _build(directory: Path, *, progress: Callable[[str], None], environ: Mapping[str, str]) -> None:
+    log_path = cache_root(environ) / "build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress(
+        f"building kube-apiserver, kube-controller-manager, kube-scheduler {K8S_VERSION} and "
+        f"kwok {KWOK_VERSION} into {directory} (cold: about 15 min on 2 cores; log: {log_path})"
+    )
+    started = time.monotonic()
+    last = ""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                "bash",
+                str(_SCRIPT),
+                K8S_VERSION,
+                KWOK_VERSION,
+                str(directory),
+                str(cache_root(environ) / "work"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(environ),
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            last = line.strip() or last
+            if line.startswith("[control-plane build]"):
+                progress(line.rstrip())
+        code = process.wait()
+    if code != 0:
+        raise LocalClusterError(
+            f"control-plane build failed (exit {code}): {last}; full log: {log_path}"
+        )
+    progress(f"control-plane binaries built in {time.monotonic() - started:.0f} s")

@@ -1,0 +1,371 @@
+"""Starting and stopping one local control plane: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok, on free 127.0.0.1 ports.
+
+Contract: ``start()`` returns once the API server is ready, the kwok nodes are Ready and
+the ``default`` ServiceAccount exists (so pods can be created), or raises
+LocalClusterError naming the process that failed and the tail of its log, after
+stopping whatever it had started. ``stop()`` stops every process by pid (SIGTERM, then
+SIGKILL), in reverse start order, and is safe to call twice. Each child also gets
+SIGKILL from the kernel if this process dies first (PR_SET_PDEATHSIG), so a killed test
+run leaves nothing behind.
+
+This module is synchronous on purpose: it runs before the event loop (CLI) or in a
+session fixture.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidecar.localcluster import pki
+from sidecar.localcluster.binaries import Binaries, LocalClusterError
+
+_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+_PR_SET_PDEATHSIG = 1
+NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Keep the pod CIDR (kwok) and the service range apart.
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.1/16"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel's choice for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalCluster:
+    """One control plane in ``workdir``. Use as a context manager or call start/stop."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        binaries: Binaries,
+        *,
+        nodes: int = 2,
+        progress: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self.workdir = workdir
+        self.binaries = binaries
+        self.node_names = [f"kwok-node-{i}" for i in range(nodes)]
+        self._progress = progress
+        self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self.api_port = 0
+        self.kwok_port = 0
+        self.etcd_port = 0
+        self.admin_token = ""
+        self.kubeconfig = workdir / "admin.kubeconfig"
+        self.pod_log_file = workdir / "kwok" / "pod.log"
+        """Every kwok pod's container log: append lines here, the log API serves them."""
+        self.portforward_target_port = 0
+        """Port-forwards to any kwok pod reach 127.0.0.1 on this port."""
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- processes ---------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log_path = self.workdir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                # Own session: a Ctrl-C in the terminal reaches this process, which then
+                # stops the children in order, instead of killing them all at once.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self._processes.append((name, process, log_path))
+
+    def _check_alive(self) -> None:
+        for name, process, log_path in self._processes:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise LocalClusterError(
+                    f"{name} exited with status {process.returncode}: "
+                    + " | ".join(tail)
+                    + f" (log: {log_path})"
+                )
+
+    def pids(self) -> list[int]:
+        return [process.pid for _, process, _ in self._processes]
+
+    def stop(self) -> None:
+        """Stop every process, newest first: SIGTERM, 10 s, then SIGKILL."""
+        while self._processes:
+            _name, process, _ = self._processes.pop()
+            if process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    # --- API access (sync, for set-up only) ---------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10) -> Any:
+        """One authenticated JSON request to the API server."""
+        assert self._ssl is not None
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(  # noqa: S310 - https to our own server
+            self.server + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.admin_token}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as response:  # noqa: S310
+            raw = response.read()
+        return json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
+
+    def _wait(self, what: str, check: Callable[[], bool], *, deadline: float) -> None:
+        while True:
+            self._check_alive()
+            try:
+                if check():
+                    return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise LocalClusterError(f"timed out waiting for {what} (logs: {self.workdir}/logs)")
+            time.sleep(0.2)  # polling a condition with a deadline
+
+    # --- start ---------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 120) -> None:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        creds = pki.generate(self.workdir / "pki")
+        self.admin_token = creds.admin_token
+        self._ssl = ssl.create_default_context(cafile=str(creds.ca_cert))
+        self.etcd_port, etcd_peer = free_port(), free_port()
+        self.api_port, self.kwok_port = free_port(), free_port()
+        self.portforward_target_port = free_port()
+        b = self.binaries
+
+        self._progress(f"starting etcd on 127.0.0.1:{self.etcd_port}")
+        etcd_url, peer_url = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{etcd_peer}"
+        self._spawn(
+            "etcd",
+            [
+                str(b.etcd),
+                "--name=local",
+                f"--data-dir={self.workdir / 'etcd'}",
+                "--unsafe-no-fsync",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=local={peer_url}",
+                "--log-level=warn",
+            ],
+        )
+        self._progress(f"starting kube-apiserver on {self.server}")
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(b.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={creds.serving_cert}",
+                f"--tls-private-key-file={creds.serving_key}",
+                f"--client-ca-file={creds.ca_cert}",
+                f"--token-auth-file={creds.token_file}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={creds.service_account_key}",
+                f"--service-account-signing-key-file={creds.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--profiling=false",
+                "--enable-priority-and-fairness=false",
+            ],
+        )
+        self._write_kubeconfig(creds)
+        self._wait(
+            "kube-apiserver /readyz",
+            lambda: self.request("GET", "/readyz") == "ok",
+            deadline=deadline,
+        )
+
+        self._progress("starting kube-controller-manager, kube-scheduler and kwok")
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(b.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--service-account-private-key-file={creds.service_account_key}",
+                f"--root-ca-file={creds.ca_cert}",
+                "--use-service-account-credentials=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(b.kube_scheduler),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+            ],
+        )
+        kwok_config = self._write_kwok_config()
+        self._spawn(
+            "kwok",
+            [
+                str(b.kwok),
+                f"--kubeconfig={self.kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={self.kwok_port}",
+                f"--server-address=127.0.0.1:{self.kwok_port}",
+                f"--cidr={POD_CIDR}",
+                f"--tls-cert-file={creds.serving_cert}",
+                f"--tls-private-key-file={creds.serving_key}",
+                f"--config={kwok_config}",
+            ],
+        )
+        for name in self.node_names:
+            self.request("POST", "/api/v1/nodes", self.node_body(name))
+        self._wait(
+            "the kwok nodes to be Ready",
+            lambda: all(self._node_ready(name) for name in self.node_names),
+            deadline=deadline,
+        )
+        self._wait(
+            "the default ServiceAccount (kube-controller-manager)",
+            lambda: bool(self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")),
+            deadline=deadline,
+        )
+        self._progress(
+            f"local cluster ready in {time.monotonic() - started:.1f} s: {self.server}, "
+            f"{len(self.node_names)} kwok node(s)"
+        )
+
+    def _node_ready(self, name: str) -> bool:
+        node = self.request("GET", f"/api/v1/nodes/{name}")
+        conditions = (node.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+    @staticmethod
+    def node_body(
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A Node that kwok manages, labelled as a real node would be."""
+        resources = allocatable or {"cpu": "32", "memory": "128Gi", "pods": "110"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                    **(labels or {}),
+                },
+            },
+            "status": {"allocatable": resources, "capacity": resources},
+        }
+
+    def _write_kubeconfig(self, creds: pki.ClusterCredentials) -> None:
+        # JSON is YAML: every kubeconfig loader reads it.
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority": str(creds.ca_cert)},
+                }
+            ],
+            "users": [{"name": "admin", "user": {"token": creds.admin_token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def _write_kwok_config(self) -> Path:
+        self.pod_log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pod_log_file.touch()
+        extra = [
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterLogs",
+                "metadata": {"name": "all-pods"},
+                "spec": {
+                    "logs": [{"containers": [], "logsFile": str(self.pod_log_file), "follow": True}]
+                },
+            },
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterPortForward",
+                "metadata": {"name": "all-pods"},
+                "spec": {
+                    "forwards": [
+                        {"target": {"address": "127.0.0.1", "port": self.portforward_target_port}}
+                    ]
+                },
+            },
+        ]
+        documents = [_STAGES.read_text()] + [json.dumps(doc) for doc in extra]
+        path = self.workdir / "kwok" / "kwok.yaml"
+        path.write_text("\n---\n".join(documents))
+        return path

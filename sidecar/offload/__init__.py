@@ -1,0 +1,1 @@
+"""Turning what interLink sends into remote objects: naming, ownership, translation."""

@@ -1,0 +1,70 @@
+"""Is the remote API server answering? One prober task keeps the answer current.
+
+The ping (``/status []``) and ``/readyz`` read this state instead of calling the remote
+server on every request: interLink pings every 30 s and probes come every few seconds,
+but neither should turn into load on the remote cluster or wait on a slow one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.remote.errors import RemoteError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RemoteHealth:
+    """The last reachability verdict. ``since`` is a wall-clock time (for messages)."""
+
+    up: bool = False
+    checked: bool = False
+    since: float = 0.0
+    detail: str = "not checked yet"
+
+    def record(self, *, up: bool, detail: str) -> None:
+        if up != self.up or not self.checked:
+            self.since = time.time()
+            log = logger.info if up else logger.warning
+            log("remote API server %s: %s", "reachable" if up else "unreachable", detail)
+        self.up, self.checked, self.detail = up, True, detail
+
+    def describe(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        if self.up:
+            return f"remote API server reachable since {stamp} ({self.detail})"
+        if not self.checked:
+            return "remote API server not checked yet"
+        return f"remote API server unreachable since {stamp}: {self.detail}"
+
+
+async def probe_forever(
+    health: RemoteHealth,
+    version: Callable[[], Awaitable[Any]],
+    *,
+    interval: float,
+    on_change: Callable[[bool], None] | None = None,
+    checked: asyncio.Event | None = None,
+) -> None:
+    """Check the remote server every ``interval`` seconds; runs until cancelled.
+
+    Never returns normally and never raises except CancelledError: a failed check is a
+    verdict (``health.up = False``), not an error. ``checked`` is set after the first one.
+    """
+    while True:
+        try:
+            info = await version()
+            health.record(up=True, detail=f"version {info.get('gitVersion', '?')}")
+        except RemoteError as exc:
+            health.record(up=False, detail=str(exc))
+        if on_change is not None:
+            on_change(health.up)
+        if checked is not None:
+            checked.set()
+        await asyncio.sleep(interval)

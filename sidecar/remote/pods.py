@@ -1,0 +1,160 @@
+"""The remote calls of the plugin API: namespaces, pods, logs, and a reachability check.
+
+Every call asks for the raw response (``_preload_content=False``) and parses JSON itself:
+objects stay the dicts the API server sent, and log bytes pass through unchanged
+(kubernetes_asyncio would json-decode a log body that happens to be JSON, see
+tomplus/kubernetes_asyncio#152). Every call has a client-side timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from sidecar.api.wire import JsonObject, LogOptions
+from sidecar.offload import naming
+from sidecar.remote.errors import RemoteError
+
+logger = logging.getLogger(__name__)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: no answer, server-side trouble, throttling, or the admission
+    race of a fresh namespace (its ``default`` ServiceAccount is created asynchronously
+    by the controller-manager, and pods are refused until it exists)."""
+    if not isinstance(exc, RemoteError):
+        return False
+    if exc.status in (0, 429) or exc.status >= 500:
+        return True
+    return exc.status == 403 and "service account" in exc.message
+
+
+class RemoteCluster:
+    """The calls the plugin makes on the remote API server."""
+
+    def __init__(self, api_client: client.ApiClient, *, timeout: float) -> None:
+        self._api_client = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._version = client.VersionApi(api_client)
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._api_client.close()
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> bytes:
+        try:
+            response = await method(
+                *args, _preload_content=False, _request_timeout=self._timeout, **kw
+            )
+            async with response:
+                body: bytes = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+        if not 200 <= response.status < 300:
+            raise RemoteError.from_body(response.status, body)
+        return body
+
+    async def _json(self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+        return json.loads(await self._call(method, *args, **kw))
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[Any]], *, budget: float) -> Any:
+        async for retry in AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_delay(budget),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            reraise=True,
+        ):
+            with retry:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def version(self) -> JsonObject:
+        """The remote server's version (``GET /version``): a cheap reachability check."""
+        result: JsonObject = await self._json(self._version.get_code)
+        return result
+
+    async def ensure_namespace(self, name: str) -> bool:
+        """Create namespace ``name`` labelled as ours; True if this call created it."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {naming.OFFLOADING_LABEL: naming.OFFLOADING_VALUE},
+            },
+        }
+        try:
+            await self._retrying(lambda: self._call(self._core.create_namespace, body), budget=10)
+        except RemoteError as exc:
+            if exc.already_exists:
+                return False
+            raise
+        return True
+
+    async def create_pod(self, namespace: str, body: JsonObject) -> JsonObject:
+        """Create ``body``; transient refusals are retried for up to 30 s."""
+        result: JsonObject = await self._retrying(
+            lambda: self._json(self._core.create_namespaced_pod, namespace, body), budget=30
+        )
+        return result
+
+    async def find_pod(self, namespace: str, pod_uid: str) -> JsonObject | None:
+        """The remote pod of local pod ``pod_uid`` (found by label), or None."""
+        listing = await self._json(
+            self._core.list_namespaced_pod, namespace, label_selector=naming.pod_selector(pod_uid)
+        )
+        items: list[JsonObject] = listing.get("items") or []
+        return items[0] if items else None
+
+    async def delete_pods(self, namespace: str, pod_uid: str) -> list[str]:
+        """Delete the remote pods of local pod ``pod_uid``; returns the names deleted."""
+        listing = await self._json(
+            self._core.list_namespaced_pod, namespace, label_selector=naming.pod_selector(pod_uid)
+        )
+        deleted = []
+        for item in listing.get("items") or []:
+            name = item["metadata"]["name"]
+            try:
+                await self._call(self._core.delete_namespaced_pod, name, namespace)
+            except RemoteError as exc:
+                if not exc.not_found:
+                    raise
+            deleted.append(name)
+        return deleted
+
+    async def read_log(
+        self, namespace: str, name: str, container: str, options: LogOptions
+    ) -> bytes:
+        """The container's log bytes, unchanged."""
+        params: dict[str, Any] = {
+            "timestamps": options.timestamps,
+            "previous": options.previous,
+        }
+        if container:
+            params["container"] = container
+        if options.tail:
+            params["tail_lines"] = options.tail
+        if options.limit_bytes:
+            params["limit_bytes"] = options.limit_bytes
+        if options.since_seconds:
+            params["since_seconds"] = options.since_seconds
+        elif options.since_time is not None:
+            # The generated client has no sinceTime parameter. The API server turns
+            # either into the same cut-off, so whole seconds since then (rounded up,
+            # so no line at the cut-off is lost) are equivalent.
+            elapsed = (datetime.now(UTC) - options.since_time).total_seconds()
+            params["since_seconds"] = max(1, math.ceil(elapsed))
+        return await self._call(self._core.read_namespaced_pod_log, name, namespace, **params)

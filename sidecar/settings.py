@@ -1,0 +1,541 @@
+"""One frozen settings tree, read from ``config.ini`` and the environment, validated at start.
+
+Why this module exists: the upstream plugin read its configuration lazily, so a typo in a
+JSON value surfaced on the first request (and every later one), not at start. Here every
+key is parsed once, all problems are collected and reported together, each with its key
+name, and the process exits with status 2 (see ``sidecar.__main__``).
+
+Rules (kept from upstream so existing deployments keep working):
+
+* the file is an INI file with the sections ``app``, ``log``, ``k8s``, ``offloading``,
+  ``mesh`` and ``tcp_tunnel``; its path comes from ``--config`` or ``CONFIG_FILE_PATH``;
+* every key can be overridden by an environment variable named ``SECTION_KEY`` in upper
+  case (``app.socket_port`` -> ``APP_SOCKET_PORT``); the environment wins over the file;
+* booleans are ``true``/``false`` (also ``1/0``, ``yes/no``, ``on/off``), JSON values are
+  JSON.
+
+Differences from upstream: an unknown key in the file is an error (upstream ignored it);
+a missing file named explicitly is an error; ``https://`` and ``host:port`` in
+``app.socket_address`` are refused instead of silently serving plain HTTP or failing to
+bind. Nothing below this module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import enum
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "AppSettings",
+    "K8sSettings",
+    "ListenAddress",
+    "LogSettings",
+    "MeshSettings",
+    "OffloadingSettings",
+    "Settings",
+    "SettingsError",
+    "TcpTunnelSettings",
+    "load",
+]
+
+
+class SettingsError(Exception):
+    """Every problem found in the configuration, each line naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ListenKind(enum.Enum):
+    UNIX = "unix"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenAddress:
+    """Where the plugin API listens: a unix socket path or a TCP host and port."""
+
+    kind: ListenKind
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        """The address in interLink's ``SidecarURL`` notation."""
+        if self.kind is ListenKind.UNIX:
+            return f"unix://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppSettings:
+    name: str
+    """Application name, used in logs and the build-info metric."""
+    version: str
+    """Version string reported in the build-info metric."""
+    listen: tuple[ListenAddress, ...]
+    """Plugin API listeners, from ``app.socket_address`` (comma list) and ``app.socket_port``."""
+    socket_mode: int
+    """File mode of the unix socket. 0660: the interLink API server in the same group
+    may connect, nobody else (the plugin API has no authentication by design)."""
+    ops_address: str
+    """Host of the ops server (``/healthz``, ``/readyz``, ``/metrics``)."""
+    ops_port: int
+    """Port of the ops server; 0 picks a free port (logged at start)."""
+    shutdown_timeout_seconds: float
+    """Budget for the whole SIGTERM ladder. Below Kubernetes' default 30 s grace period."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    level: str
+    """Root log level name (DEBUG, INFO, WARNING, ERROR)."""
+    requests_enabled: bool
+    """Log one line per plugin API request (method, path, status, duration). Bodies are
+    never logged: they carry Secret data and service-account tokens."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class K8sSettings:
+    kubeconfig_path: str
+    """Remote cluster kubeconfig file (relative paths: to the working directory)."""
+    kubeconfig: Mapping[str, Any] | None = field(default=None, repr=False)
+    """Inline kubeconfig (JSON), used when the file does not exist. Kept in memory only:
+    upstream wrote it to disk in plain text."""
+    client_configuration: Mapping[str, Any] = field(default_factory=dict)
+    """Attributes set on the kubernetes_asyncio ``Configuration`` after the kubeconfig is
+    loaded (``verify_ssl``, ``ssl_ca_cert``, ``cert_file``, ``key_file``, ...)."""
+    request_timeout_seconds: float
+    """Client-side timeout of one remote API call. Keeps a hung API server from hanging
+    the plugin (interLink gives up on a call after 120 s anyway)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OffloadingSettings:
+    namespace_prefix: str
+    """Remote namespace = ``<prefix>-<local namespace>``; empty: same name (upstream rule)."""
+    namespace_prefix_exclusions: tuple[str, ...]
+    """Local namespaces that keep their name remotely."""
+    node_selector: Mapping[str, str]
+    """Merged into every remote pod's ``nodeSelector``."""
+    node_tolerations: tuple[Mapping[str, Any], ...]
+    """Added to every remote pod's ``tolerations``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeshSettings:
+    init_container: bool
+    startup_probe: bool
+    slurm_setup_script: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpTunnelSettings:
+    enabled: bool
+    gateway_host: str
+    gateway_port: int
+    gateway_ssh_private_key: str = field(repr=False)
+    """Base64 of the private key PEM (upstream format). Never logged, never on argv."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    app: AppSettings
+    log: LogSettings
+    k8s: K8sSettings
+    offloading: OffloadingSettings
+    mesh: MeshSettings
+    tcp_tunnel: TcpTunnelSettings
+    source: str
+    """Where the file came from (for the start-up log line)."""
+    ignored_keys: tuple[str, ...] = ()
+    """Upstream keys accepted for compatibility that have no effect here."""
+
+
+# ---------------------------------------------------------------------------------------
+# Value parsers. Each takes the raw string and returns the value or raises ValueError
+# with a message that completes "section.key: <message>".
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def _boolean(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"expected a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _json(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at character {exc.pos})") from None
+
+
+def _json_or_none(raw: str) -> Any:
+    return None if not raw.strip() else _json(raw)
+
+
+def _string_list(raw: str) -> tuple[str, ...]:
+    value = _json_or_none(raw)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('expected a JSON list of strings, e.g. ["kube-system"]')
+    return tuple(value)
+
+
+def _string_map(raw: str) -> Mapping[str, str]:
+    value = _json_or_none(raw)
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError('expected a JSON object of strings, e.g. {"nvidia/gpu-model": "T4"}')
+    return MappingProxyType(value)
+
+
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_SNAKE_TOLERATION_KEYS = {"toleration_seconds": "tolerationSeconds"}
+
+
+def _tolerations(raw: str) -> tuple[Mapping[str, Any], ...]:
+    value = _json_or_none(raw)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("expected a JSON list of toleration objects")
+    result = []
+    for index, item in enumerate(value):
+        # Upstream passed these as kwargs to V1Toleration, so snake_case worked there.
+        item = {_SNAKE_TOLERATION_KEYS.get(k, k): v for k, v in item.items()}
+        unknown = sorted(set(item) - _TOLERATION_KEYS)
+        if unknown:
+            raise ValueError(f"toleration [{index}] has unknown field(s) {', '.join(unknown)}")
+        result.append(MappingProxyType(item))
+    return tuple(result)
+
+
+def _kubeconfig(raw: str) -> Mapping[str, Any] | None:
+    value = _json_or_none(raw)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected a JSON object (a kubeconfig)")
+    return None if value is None else MappingProxyType(value)
+
+
+# Attributes of kubernetes_asyncio's Configuration that make sense to set from config.
+_CLIENT_CONFIGURATION_KEYS = {
+    "host",
+    "verify_ssl",
+    "ssl_ca_cert",
+    "cert_file",
+    "key_file",
+    "assert_hostname",
+    "tls_server_name",
+    "proxy",
+    "proxy_headers",
+    "connection_pool_maxsize",
+}
+
+
+def _client_configuration(raw: str) -> Mapping[str, Any]:
+    value = _json_or_none(raw)
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict):
+        raise ValueError('expected a JSON object, e.g. {"verify_ssl": false}')
+    unknown = sorted(set(value) - _CLIENT_CONFIGURATION_KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(_CLIENT_CONFIGURATION_KEYS))
+        raise ValueError(f"unknown attribute(s) {', '.join(unknown)} (allowed: {allowed})")
+    return MappingProxyType(value)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _namespace_prefix(raw: str) -> str:
+    prefix = raw.strip()
+    if prefix and (len(prefix) > 40 or not _DNS_LABEL.match(prefix)):
+        raise ValueError(
+            f"{prefix!r} is not a lower-case DNS label of at most 40 characters "
+            "(it becomes part of remote namespace names)"
+        )
+    return prefix
+
+
+def _octal_mode(raw: str) -> int:
+    try:
+        mode = int(raw.strip(), 8)
+    except ValueError:
+        raise ValueError(f"expected an octal file mode such as 0660, got {raw!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"expected an octal file mode such as 0660, got {raw!r}")
+    return mode
+
+
+def _socket_addresses(raw: str) -> tuple[str, ...]:
+    entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not entries:
+        raise ValueError("required: unix:///path/to.sock and/or http://host")
+    for entry in entries:
+        if entry.startswith("unix://"):
+            if not entry[len("unix://") :].startswith("/"):
+                raise ValueError(f"{entry!r}: a unix socket needs an absolute path (unix:///...)")
+        elif entry.startswith("http://"):
+            host = entry[len("http://") :].rstrip("/")
+            if not host:
+                raise ValueError(f"{entry!r}: missing host")
+            if "/" in host:
+                raise ValueError(f"{entry!r}: no path allowed")
+            if re.search(r":\d+$", host) and not host.endswith("]"):
+                raise ValueError(f"{entry!r}: put the port in app.socket_port, not in the URL")
+        elif entry.startswith("https://"):
+            raise ValueError(
+                f"{entry!r}: interLink talks to its plugin over plain http:// or unix:// only"
+            )
+        else:
+            raise ValueError(f"{entry!r}: expected unix:///path or http://host")
+    return entries
+
+
+# ---------------------------------------------------------------------------------------
+# The schema: every accepted key, its parser and its default (a raw string, parsed like
+# a configured value so defaults go through the same checks).
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    parse: Callable[[str], Any]
+    default: str | None
+    """None: required."""
+    ignored: bool = False
+    """Upstream key accepted for compatibility, with no effect here."""
+
+
+_SCHEMA: dict[str, dict[str, _Key]] = {
+    "app": {
+        "name": _Key(_text, "interlink-k8s-sidecar"),
+        "description": _Key(_text, "", ignored=True),
+        "version": _Key(_text, "dev"),
+        "api_versions": _Key(_text, "v1", ignored=True),
+        "api_docs_path": _Key(_text, "", ignored=True),
+        "socket_address": _Key(_socket_addresses, None),
+        "socket_port": _Key(_integer(0, 65535), "0"),
+        "socket_mode": _Key(_octal_mode, "0660"),
+        "ops_address": _Key(_text, "127.0.0.1"),
+        "ops_port": _Key(_integer(0, 65535), "8090"),
+        "shutdown_timeout_seconds": _Key(_positive_float, "25"),
+    },
+    "log": {
+        "level": _Key(_log_level, "INFO"),
+        "dir": _Key(_text, "", ignored=True),
+        "rich_enabled": _Key(_boolean, "false", ignored=True),
+        "requests_enabled": _Key(_boolean, "false"),
+    },
+    "k8s": {
+        "kubeconfig_path": _Key(_text, "private/k8s/kubeconfig.yaml"),
+        "kubeconfig": _Key(_kubeconfig, ""),
+        "client_configuration": _Key(_client_configuration, ""),
+        "request_timeout_seconds": _Key(_positive_float, "30"),
+    },
+    "offloading": {
+        "namespace_prefix": _Key(_namespace_prefix, ""),
+        "namespace_prefix_exclusions": _Key(_string_list, ""),
+        "node_selector": _Key(_string_map, ""),
+        "node_tolerations": _Key(_tolerations, ""),
+    },
+    "mesh": {
+        "init_container": _Key(_boolean, "true"),
+        "startup_probe": _Key(_boolean, "true"),
+        "slurm_setup_script": _Key(_boolean, "false"),
+    },
+    "tcp_tunnel": {
+        "enabled": _Key(_boolean, "false"),
+        "bastion_namespace": _Key(_text, "", ignored=True),
+        "bastion_chart_path": _Key(_text, "", ignored=True),
+        "gateway_host": _Key(_text, ""),
+        "gateway_port": _Key(_integer(0, 65535), "0"),
+        "gateway_ssh_private_key": _Key(_text, ""),
+    },
+}
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key`` (upstream naming)."""
+    return f"{section}_{key}".upper()
+
+
+def _read_file(path: Path | None, problems: list[str]) -> dict[str, dict[str, str]]:
+    if path is None:
+        return {}
+    parser = configparser.ConfigParser(interpolation=None, default_section="__no_defaults__")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        problems.append(f"config file {path}: not found")
+        return {}
+    except (OSError, configparser.Error) as exc:
+        problems.append(f"config file {path}: {exc}")
+        return {}
+    values: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        if section not in _SCHEMA:
+            known = ", ".join(_SCHEMA)
+            problems.append(f"[{section}]: unknown section (known: {known})")
+            continue
+        for key, raw in parser.items(section):
+            if key not in _SCHEMA[section]:
+                problems.append(f"{section}.{key}: unknown key in {path}")
+                continue
+            values.setdefault(section, {})[key] = raw
+    return values
+
+
+def load(
+    path: str | Path | None,
+    environ: Mapping[str, str],
+    *,
+    defaults: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from the file at ``path`` (may be None) and ``environ``.
+
+    ``defaults`` (keyed by environment variable name) replaces built-in defaults; it is
+    how ``--local-cluster`` supplies a listen address and kubeconfig without overriding
+    what the user configured. Raises SettingsError listing every problem found.
+    """
+    defaults = defaults or {}
+    problems: list[str] = []
+    file_path = Path(path) if path else None
+    from_file = _read_file(file_path, problems)
+
+    parsed: dict[str, dict[str, Any]] = {}
+    ignored: list[str] = []
+    for section, keys in _SCHEMA.items():
+        parsed[section] = {}
+        for key, spec in keys.items():
+            name = env_name(section, key)
+            if name in environ:
+                raw, origin = environ[name], f"(from ${name})"
+            elif key in from_file.get(section, {}):
+                raw, origin = from_file[section][key], ""
+            elif name in defaults:
+                raw, origin = defaults[name], "(default)"
+            elif spec.default is not None:
+                raw, origin = spec.default, "(default)"
+            else:
+                problems.append(f"{section}.{key}: required (set it in the file or ${name})")
+                continue
+            if spec.ignored and origin != "(default)":
+                ignored.append(f"{section}.{key}")
+            try:
+                parsed[section][key] = spec.parse(raw)
+            except ValueError as exc:
+                where = f" {origin}" if origin else ""
+                problems.append(f"{section}.{key}{where}: {exc}")
+
+    listen = _listen_addresses(parsed["app"], problems)
+    tunnel = parsed["tcp_tunnel"]
+    if tunnel.get("enabled") and not tunnel.get("gateway_host"):
+        problems.append("tcp_tunnel.gateway_host: required when tcp_tunnel.enabled is true")
+    if problems:
+        raise SettingsError(problems)
+
+    app = parsed["app"]
+    return Settings(
+        app=AppSettings(
+            name=app["name"],
+            version=app["version"],
+            listen=listen,
+            socket_mode=app["socket_mode"],
+            ops_address=app["ops_address"],
+            ops_port=app["ops_port"],
+            shutdown_timeout_seconds=app["shutdown_timeout_seconds"],
+        ),
+        log=LogSettings(
+            level=parsed["log"]["level"], requests_enabled=parsed["log"]["requests_enabled"]
+        ),
+        k8s=K8sSettings(**parsed["k8s"]),
+        offloading=OffloadingSettings(**parsed["offloading"]),
+        mesh=MeshSettings(**parsed["mesh"]),
+        tcp_tunnel=TcpTunnelSettings(
+            enabled=tunnel["enabled"],
+            gateway_host=tunnel["gateway_host"],
+            gateway_port=tunnel["gateway_port"],
+            gateway_ssh_private_key=tunnel["gateway_ssh_private_key"],
+        ),
+        source=str(file_path) if file_path else "(no file: environment and defaults)",
+        ignored_keys=tuple(ignored),
+    )
+
+
+def _listen_addresses(app: dict[str, Any], problems: list[str]) -> tuple[ListenAddress, ...]:
+    if "socket_address" not in app or "socket_port" not in app:
+        return ()
+    result = []
+    for entry in app["socket_address"]:
+        if entry.startswith("unix://"):
+            result.append(ListenAddress(kind=ListenKind.UNIX, path=entry[len("unix://") :]))
+            continue
+        host = entry[len("http://") :].rstrip("/").strip("[]")
+        if app["socket_port"] == 0:
+            problems.append(f"app.socket_port: must be > 0 to listen on {entry}")
+            continue
+        result.append(ListenAddress(kind=ListenKind.TCP, host=host, port=app["socket_port"]))
+    if sum(1 for a in result if a.kind is ListenKind.TCP) > 1:
+        problems.append("app.socket_address: at most one http:// address (one app.socket_port)")
+    return tuple(result)

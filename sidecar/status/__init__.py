@@ -1,0 +1,1 @@
+"""Remote pod status as interLink wants it."""
