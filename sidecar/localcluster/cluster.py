@@ -73,7 +73,7 @@ class LocalCluster:
         self.admin_token = ""
         self.kubeconfig = workdir / "admin.kubeconfig"
         self.pod_log_file = workdir / "kwok" / "pod.log"
-        """Every kwok pod's container log: append lines here, the log API serves them."""
+        """Every kwok pod's container log, in the CRI log format (see ``append_pod_log``)."""
         self.portforward_target_port = 0
         """Port-forwards to any kwok pod reach 127.0.0.1 on this port."""
         self._ssl: ssl.SSLContext | None = None
@@ -117,6 +117,17 @@ class LocalCluster:
                     + " | ".join(tail)
                     + f" (log: {log_path})"
                 )
+
+    def append_pod_log(self, line: str, *, stream: str = "stdout") -> None:
+        """Append one line to every kwok container's log.
+
+        kwok serves the file through the pod log API and parses it as the CRI log format
+        that kubelets read: ``<RFC 3339 nano time> <stdout|stderr> F <message>``.
+        """
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        fraction = f"{time.time() % 1:.9f}"[1:]
+        with self.pod_log_file.open("a") as log:
+            log.write(f"{stamp}{fraction}Z {stream} F {line}\n")
 
     def pids(self) -> list[int]:
         return [process.pid for _, process, _ in self._processes]
