@@ -20,10 +20,15 @@ async def call(
     connector = aiohttp.UnixConnector(path=str(sidecar.unix_path)) if via_unix else None
     # interLink addresses a unix socket as http://unix/<endpoint> (Host: unix).
     base = "http://unix" if via_unix else sidecar.tcp_url
-    async with aiohttp.ClientSession(connector=connector) as session, session.request(
-        method, base + path, data=json.dumps(body),
-        headers={"Content-Type": "application/json", "InterLink-Http-Session": "GetStatus#1"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(
+            method,
+            base + path,
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json", "InterLink-Http-Session": "GetStatus#1"},
+        ) as response,
+    ):
         return response.status, await response.read()
 
 
@@ -31,35 +36,62 @@ def new_pod(*containers: str, name: str = "hello", namespace: str = "default") -
     """A pod as the virtual kubelet sends it (bound to the virtual node, with its toleration)."""
     uid = str(uuid.uuid4())
     return {
-        "metadata": {"name": f"{name}-{uid[:8]}", "namespace": namespace, "uid": uid,
-                     "labels": {"app": name}},
+        "metadata": {
+            "name": f"{name}-{uid[:8]}",
+            "namespace": namespace,
+            "uid": uid,
+            "labels": {"app": name},
+        },
         "spec": {
-            "containers": [{"name": c, "image": "busybox:1.36", "command": ["sleep", "3600"],
-                            "resources": {}} for c in containers],
+            "containers": [
+                {"name": c, "image": "busybox:1.36", "command": ["sleep", "3600"], "resources": {}}
+                for c in containers
+            ],
             "nodeName": "virtual-kubelet",
             "restartPolicy": "Never",
             "serviceAccountName": "default",
-            "tolerations": [{"key": "virtual-node.interlink/no-schedule", "operator": "Exists",
-                             "effect": "NoSchedule"}],
+            "tolerations": [
+                {
+                    "key": "virtual-node.interlink/no-schedule",
+                    "operator": "Exists",
+                    "effect": "NoSchedule",
+                }
+            ],
         },
         "status": {"phase": "Pending", "podIP": "127.0.0.1"},
     }
 
 
 def create_body(pod: dict[str, Any]) -> dict[str, Any]:
-    return {"pod": pod, "container": [{"name": c["name"], "configMaps": None, "secrets": None,
-                                       "emptyDirs": None, "projectedvolumemaps": None}
-                                      for c in pod["spec"]["containers"]],
-            "jobConfig": {}}
+    return {
+        "pod": pod,
+        "container": [
+            {
+                "name": c["name"],
+                "configMaps": None,
+                "secrets": None,
+                "emptyDirs": None,
+                "projectedvolumemaps": None,
+            }
+            for c in pod["spec"]["containers"]
+        ],
+        "jobConfig": {},
+    }
 
 
-async def poll(what: str, check: Callable[[], Awaitable[Any]], *, timeout: float = 30) -> Any:
-    """Call ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+async def poll(
+    what: str,
+    fetch: Callable[[], Awaitable[Any]],
+    done: Callable[[Any], bool],
+    *,
+    timeout: float = 30,
+) -> Any:
+    """Fetch until ``done(value)``; fail after ``timeout`` s showing the last value."""
     deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
+    while True:
+        value = await fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
         await asyncio.sleep(0.2)  # polling a condition with a deadline
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")

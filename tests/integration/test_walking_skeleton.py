@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,12 +38,12 @@ async def test_pod_lifecycle_through_the_plugin_api(
     created = json.loads(body)
     assert created["PodUID"] == uid and created["PodJID"]
 
-    async def running() -> dict[str, Any] | None:
-        status = await status_of(sidecar_module, pod)
-        states = [c["state"] for c in status["containers"]]
-        return status if all("running" in s for s in states) else None
+    def all_in(state: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda status: all(state in c["state"] for c in status["containers"])
 
-    status = await poll("the remote pod to run", running)
+    status = await poll(
+        "the remote pod to run", lambda: status_of(sidecar_module, pod), all_in("running")
+    )
     assert status["UID"] == uid and status["name"] == pod["metadata"]["name"]
     assert status["namespace"] == "default" and status["JID"] == created["PodJID"]
     assert [c["name"] for c in status["containers"]] == ["main", "helper"]
@@ -51,11 +52,21 @@ async def test_pod_lifecycle_through_the_plugin_api(
 
     marker = f"hello from {uid}"
     control_plane.append_pod_log(marker)
-    log_request = {"Namespace": "default", "PodUID": uid, "PodName": pod["metadata"]["name"],
-                   "ContainerName": "helper",
-                   "Opts": {"Tail": 0, "Bytes": 0, "Timestamps": False, "Follow": False,
-                            "Previous": False, "SinceSeconds": 0,
-                            "SinceTime": "0001-01-01T00:00:00Z"}}
+    log_request = {
+        "Namespace": "default",
+        "PodUID": uid,
+        "PodName": pod["metadata"]["name"],
+        "ContainerName": "helper",
+        "Opts": {
+            "Tail": 0,
+            "Bytes": 0,
+            "Timestamps": False,
+            "Follow": False,
+            "Previous": False,
+            "SinceSeconds": 0,
+            "SinceTime": "0001-01-01T00:00:00Z",
+        },
+    }
     code, body = await call(sidecar_module, "GET", "/getLogs", log_request)
     assert code == 200, body
     assert marker in body.decode()
@@ -63,12 +74,11 @@ async def test_pod_lifecycle_through_the_plugin_api(
     code, body = await call(sidecar_module, "POST", "/delete", pod)
     assert code == 200, body
 
-    async def terminated() -> dict[str, Any] | None:
-        status = await status_of(sidecar_module, pod)
-        states = [c["state"] for c in status["containers"]]
-        return status if all("terminated" in s for s in states) else None
-
-    status = await poll("the deleted pod to be reported terminated", terminated)
+    status = await poll(
+        "the deleted pod to be reported terminated",
+        lambda: status_of(sidecar_module, pod),
+        all_in("terminated"),
+    )
     assert [c["name"] for c in status["containers"]] == ["main", "helper"]
     for container in status["containers"]:
         ended = container["state"]["terminated"]
@@ -109,8 +119,17 @@ async def test_bad_create_body_names_the_field_and_creates_nothing(
 
 async def test_logs_of_an_unknown_pod_are_a_404(sidecar_module: SidecarProcess) -> None:
     pod = new_pod("main")
-    code, body = await call(sidecar_module, "GET", "/getLogs", {
-        "Namespace": "default", "PodUID": pod["metadata"]["uid"],
-        "PodName": pod["metadata"]["name"], "ContainerName": "main", "Opts": {}})
+    code, body = await call(
+        sidecar_module,
+        "GET",
+        "/getLogs",
+        {
+            "Namespace": "default",
+            "PodUID": pod["metadata"]["uid"],
+            "PodName": pod["metadata"]["name"],
+            "ContainerName": "main",
+            "Opts": {},
+        },
+    )
     assert code == 404
     assert pod["metadata"]["uid"].encode() in body

@@ -39,7 +39,10 @@ def test_cut_never_leaves_a_dash_before_the_uid() -> None:
 
 def test_remote_namespace_prefix_and_exclusions() -> None:
     assert naming.remote_namespace("team", prefix="offloading", exclusions=[]) == "offloading-team"
-    assert naming.remote_namespace("kube-system", prefix="offloading", exclusions=["kube-system"]) == "kube-system"
+    assert (
+        naming.remote_namespace("kube-system", prefix="offloading", exclusions=["kube-system"])
+        == "kube-system"
+    )
     assert naming.remote_namespace("team", prefix="", exclusions=[]) == "team"
 
 

@@ -19,7 +19,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_upstream_sample_keys_are_accepted(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [app]
 name = interlink-kubernetes-plugin
 description = Offloading
@@ -50,7 +52,8 @@ bastion_chart_path = infr/charts/tcp-tunnel/charts/bastion
 gateway_host =
 gateway_port =
 gateway_ssh_private_key =
-""".replace("gateway_port =\n", "gateway_port = 0\n"))
+""".replace("gateway_port =\n", "gateway_port = 0\n"),
+    )
     loaded = settings.load(path, {})
     assert loaded.app.listen[0].kind is ListenKind.UNIX
     assert loaded.app.listen[0].path == "/var/run/.plugin.sock"
@@ -73,20 +76,24 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 def test_unix_and_tcp_together(tmp_path: Path) -> None:
     loaded = settings.load(
-        None, {"APP_SOCKET_ADDRESS": "unix:///run/p.sock, http://127.0.0.1", "APP_SOCKET_PORT": "4000"}
+        None,
+        {"APP_SOCKET_ADDRESS": "unix:///run/p.sock, http://127.0.0.1", "APP_SOCKET_PORT": "4000"},
     )
     assert [a.url for a in loaded.app.listen] == ["unix:///run/p.sock", "http://127.0.0.1:4000"]
 
 
 def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [app]
 socket_address = https://plugin.example
 socket_port = forty
 [offloading]
 node_selector = {"broken json"
 colour = blue
-""")
+""",
+    )
     with pytest.raises(SettingsError) as caught:
         settings.load(path, {"LOG_LEVEL": "chatty"})
     text = "\n".join(caught.value.problems)
@@ -157,7 +164,10 @@ def test_client_configuration_rejects_unknown_attributes() -> None:
     with pytest.raises(SettingsError, match=r"k8s.client_configuration.*verify_sll"):
         settings.load(
             None,
-            {"APP_SOCKET_ADDRESS": "unix:///x.sock", "K8S_CLIENT_CONFIGURATION": '{"verify_sll": false}'},
+            {
+                "APP_SOCKET_ADDRESS": "unix:///x.sock",
+                "K8S_CLIENT_CONFIGURATION": '{"verify_sll": false}',
+            },
         )
 
 

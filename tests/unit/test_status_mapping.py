@@ -37,10 +37,22 @@ def test_running_containers_pass_through_in_spec_order() -> None:
         remote(
             phase="Running",
             containerStatuses=[
-                {"name": "b", "state": {"running": {"startedAt": "2026-11-21T11:00:00Z"}},
-                 "ready": True, "restartCount": 2, "image": "img", "imageID": "id", "containerID": "c"},
-                {"name": "a", "state": {"running": {"startedAt": "2026-11-21T11:00:01+00:00"}},
-                 "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-11-21T10:59:00"}}},
+                {
+                    "name": "b",
+                    "state": {"running": {"startedAt": "2026-11-21T11:00:00Z"}},
+                    "ready": True,
+                    "restartCount": 2,
+                    "image": "img",
+                    "imageID": "id",
+                    "containerID": "c",
+                },
+                {
+                    "name": "a",
+                    "state": {"running": {"startedAt": "2026-11-21T11:00:01+00:00"}},
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "finishedAt": "2026-11-21T10:59:00"}
+                    },
+                },
             ],
         ),
     )
@@ -55,9 +67,17 @@ def test_running_containers_pass_through_in_spec_order() -> None:
 def test_unschedulable_pod_gets_waiting_states_with_the_reason() -> None:
     answer = status_of(
         local("a", "b"),
-        remote(phase="Pending", conditions=[
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-             "message": "0/2 nodes are available: 2 Insufficient cpu."}]),
+        remote(
+            phase="Pending",
+            conditions=[
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available: 2 Insufficient cpu.",
+                }
+            ],
+        ),
     )
     assert len(answer["containers"]) == 2
     for container in answer["containers"]:
@@ -83,5 +103,7 @@ def test_failed_pod_without_container_statuses_is_terminated() -> None:
 
 
 def test_empty_state_is_replaced_by_a_waiting_state() -> None:
-    answer = status_of(local("a"), remote(phase="Pending", containerStatuses=[{"name": "a", "state": {}}]))
+    answer = status_of(
+        local("a"), remote(phase="Pending", containerStatuses=[{"name": "a", "state": {}}])
+    )
     assert "waiting" in answer["containers"][0]["state"]

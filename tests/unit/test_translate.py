@@ -32,13 +32,17 @@ def local_pod() -> dict[str, Any]:
                     "name": "main",
                     "image": "busybox:1.36",
                     "command": ["/bin/sh", "-c"],
-                    "args": ["echo 'quoted \"json\": {\"a\": 1}'\nline two"],
+                    "args": ['echo \'quoted "json": {"a": 1}\'\nline two'],
                     "resources": {"limits": {"cpu": "500m", "nvidia.com/gpu": "1"}},
                     "workingDir": "/work",
                     "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5},
                     "volumeMounts": [
                         {"name": "scratch", "mountPath": "/scratch"},
-                        {"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True},
+                        {
+                            "name": "kube-api-access-x7k2p",
+                            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                            "readOnly": True,
+                        },
                     ],
                 }
             ],
@@ -53,7 +57,11 @@ def local_pod() -> dict[str, Any]:
             "imagePullSecrets": [{"name": "regcred"}],
             "nodeSelector": {"disk": "ssd"},
             "tolerations": [
-                {"key": "virtual-node.interlink/no-schedule", "operator": "Exists", "effect": "NoSchedule"},
+                {
+                    "key": "virtual-node.interlink/no-schedule",
+                    "operator": "Exists",
+                    "effect": "NoSchedule",
+                },
                 {"key": "user", "operator": "Exists"},
             ],
         },

@@ -7,8 +7,10 @@ import pytest
 from sidecar.api import wire
 
 UID = "0f9d3c1e-2b7a-4a7e-9d65-1c2b3a4d5e6f"
-POD = {"metadata": {"name": "p", "namespace": "default", "uid": UID},
-       "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+POD = {
+    "metadata": {"name": "p", "namespace": "default", "uid": UID},
+    "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+}
 
 
 def test_create_accepts_one_object_or_a_list_of_one() -> None:
@@ -21,12 +23,28 @@ def test_create_accepts_one_object_or_a_list_of_one() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"pod": {"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c"}]}}},
-         "pod.metadata.uid: required"),
-        ({"pod": {"metadata": {"name": "p", "namespace": "d", "uid": UID}, "spec": {"containers": []}}},
-         "pod.spec.containers: at least one container"),
-        ({"pod": {"metadata": {"name": 3, "namespace": "d", "uid": UID}, "spec": {}}},
-         "pod.metadata.name: expected a string"),
+        (
+            {
+                "pod": {
+                    "metadata": {"name": "p", "namespace": "d"},
+                    "spec": {"containers": [{"name": "c"}]},
+                }
+            },
+            "pod.metadata.uid: required",
+        ),
+        (
+            {
+                "pod": {
+                    "metadata": {"name": "p", "namespace": "d", "uid": UID},
+                    "spec": {"containers": []},
+                }
+            },
+            "pod.spec.containers: at least one container",
+        ),
+        (
+            {"pod": {"metadata": {"name": 3, "namespace": "d", "uid": UID}, "spec": {}}},
+            "pod.metadata.name: expected a string",
+        ),
         ({"container": []}, "pod: expected a JSON object, got null"),
         ([], "expected one RetrievedPodData"),
     ],
@@ -50,11 +68,23 @@ def test_status_body_null_is_the_ping() -> None:
 
 
 def test_log_request_wire_names() -> None:
-    request = wire.parse_log_request({
-        "Namespace": "default", "PodUID": UID, "PodName": "p", "ContainerName": "main",
-        "Opts": {"Tail": 0, "Bytes": 100, "Timestamps": True, "Follow": False, "Previous": False,
-                 "SinceSeconds": 0, "SinceTime": "0001-01-01T00:00:00Z"},
-    })
+    request = wire.parse_log_request(
+        {
+            "Namespace": "default",
+            "PodUID": UID,
+            "PodName": "p",
+            "ContainerName": "main",
+            "Opts": {
+                "Tail": 0,
+                "Bytes": 100,
+                "Timestamps": True,
+                "Follow": False,
+                "Previous": False,
+                "SinceSeconds": 0,
+                "SinceTime": "0001-01-01T00:00:00Z",
+            },
+        }
+    )
     assert request.container == "main"
     assert request.options.limit_bytes == 100
     assert request.options.timestamps is True
@@ -62,14 +92,21 @@ def test_log_request_wire_names() -> None:
 
 
 def test_log_request_since_time_is_parsed_with_its_zone() -> None:
-    request = wire.parse_log_request({
-        "Namespace": "d", "PodUID": UID, "PodName": "p", "ContainerName": "",
-        "Opts": {"SinceTime": "2026-11-21T10:00:00+01:00"},
-    })
+    request = wire.parse_log_request(
+        {
+            "Namespace": "d",
+            "PodUID": UID,
+            "PodName": "p",
+            "ContainerName": "",
+            "Opts": {"SinceTime": "2026-11-21T10:00:00+01:00"},
+        }
+    )
     assert request.options.since_time is not None
     assert request.options.since_time.utcoffset() is not None
 
 
 def test_log_request_bad_option_names_it() -> None:
     with pytest.raises(wire.WireError, match=r"Opts.Tail"):
-        wire.parse_log_request({"Namespace": "d", "PodUID": UID, "PodName": "p", "Opts": {"Tail": -1}})
+        wire.parse_log_request(
+            {"Namespace": "d", "PodUID": UID, "PodName": "p", "Opts": {"Tail": -1}}
+        )

@@ -1,0 +1,27 @@
+# The two commands of the README:
+#   make run   - start an embedded control plane with kwok nodes and the sidecar against it
+#   make test  - install what is missing, then run every gate (lint, format, types,
+#                import contracts, unit and integration tests)
+# Both install what they need on a fresh machine (see tests/bootstrap.sh).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup gates pytest
+
+setup:
+	bash tests/bootstrap.sh
+
+run: setup
+	$(VENV)/bin/interlink-k8s-sidecar --local-cluster
+
+gates:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy sidecar tunnel metrics
+	$(VENV)/bin/lint-imports
+
+pytest:
+	$(PY) -m pytest
+
+test: setup gates pytest

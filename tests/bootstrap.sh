@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need, skipping what is already there:
+#   - Debian packages etcd-server and openssh-server (and curl), with apt-get;
+#   - a virtualenv in .venv with the package and its test extras;
+#   - the control-plane binaries (built once from the Go module proxy into
+#     ~/.cache/interlink-k8s-sidecar, or taken from $LOCAL_CLUSTER_BIN_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+missing=()
+command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+echo "[setup] installing the package with its test extras"
+"$VENV/bin/pip" install -q -e '.[test]'
+
+echo "[setup] control-plane binaries"
+"$VENV/bin/python" -m sidecar.localcluster
