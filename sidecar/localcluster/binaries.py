@@ -91,7 +91,7 @@ def ensure_binaries(
     found = _from_directory(directory)
     if found is not None and (directory / "etcd").is_file():
         return found
-    if shutil.which("go") is None:
+    if shutil.which("go", path=environ.get("PATH")) is None:
         raise LocalClusterError(
             "the control-plane binaries are not built and 'go' is not on PATH: install Go "
             f">= 1.25, or set {BIN_DIR_ENV} to a directory with {', '.join(_BUILT)}"

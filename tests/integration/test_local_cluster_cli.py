@@ -91,3 +91,5 @@ def test_local_cluster_comes_up_serves_and_stops_cleanly(
         if process.poll() is None:
             process.kill()
             process.wait()
+        assert process.stdout is not None
+        process.stdout.close()

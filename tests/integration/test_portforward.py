@@ -13,6 +13,7 @@ port number as 2 little-endian bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -31,15 +32,27 @@ POD_PORT = 8080
 
 @pytest.fixture
 async def echo_server(control_plane: LocalCluster) -> AsyncIterator[asyncio.Server]:
+    """An echo server on the port kwok forwards to; closes its connections at the end
+    (kwok may keep its side open after the port-forward stream ends)."""
+    connections: dict[asyncio.Task[object], asyncio.StreamWriter] = {}
+
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections[task] = writer
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
-        writer.close()
 
     server = await asyncio.start_server(echo, "127.0.0.1", control_plane.portforward_target_port)
     async with server:
         yield server
+        for task, writer in connections.items():
+            task.cancel()
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await asyncio.gather(*connections, return_exceptions=True)
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, channel: int) -> bytes:

@@ -14,10 +14,14 @@ pytestmark = pytest.mark.sshd
 
 
 async def test_remote_forward_through_real_sshd(sshd: SshGateway) -> None:
+    served = asyncio.Event()
+
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(await reader.read(100))
         await writer.drain()
         writer.close()
+        await writer.wait_closed()
+        served.set()
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = server.sockets[0].getsockname()[1]
@@ -38,7 +42,11 @@ async def test_remote_forward_through_real_sshd(sshd: SshGateway) -> None:
         await writer.drain()
         assert await asyncio.wait_for(reader.read(100), 10) == b"ping through the gateway"
         writer.close()
+        await writer.wait_closed()
         listener.close()
+        await listener.wait_closed()
+        # Python 3.11's Server.wait_closed does not wait for handlers: wait ourselves.
+        await asyncio.wait_for(served.wait(), 10)
 
 
 async def test_unknown_host_key_is_refused(sshd: SshGateway, tmp_path: object) -> None:
