@@ -21,6 +21,9 @@ from pathlib import Path
 K8S_VERSION = "1.35.4"
 KWOK_VERSION = "0.8.0"
 ETCD_VERSION = "3.5.21"
+# Bump when build-control-plane.sh changes what it produces: a new cache directory
+# makes every machine rebuild instead of reusing binaries made the old way.
+BUILD_RECIPE = 2
 BIN_DIR_ENV = "LOCAL_CLUSTER_BIN_DIR"
 _BUILT = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 _SCRIPT = Path(__file__).with_name("build-control-plane.sh")
@@ -69,7 +72,7 @@ def _from_directory(directory: Path) -> Binaries | None:
 
 
 def build_directory(environ: Mapping[str, str] = os.environ) -> Path:
-    name = f"k8s-{K8S_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}"
+    name = f"k8s-{K8S_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}-r{BUILD_RECIPE}"
     return cache_root(environ) / "bin" / name
 
 
@@ -138,6 +141,7 @@ def _build(directory: Path, *, progress: Callable[[str], None], environ: Mapping
         code = process.wait()
     if code != 0:
         raise LocalClusterError(
-            f"control-plane build failed (exit {code}): {last}; full log: {log_path}"
+            f"control-plane build failed (exit {code}): {last}; see {log_path}, fix the "
+            f"cause and retry, or set {BIN_DIR_ENV} to a directory with ready binaries"
         )
     progress(f"control-plane binaries built in {time.monotonic() - started:.0f} s")

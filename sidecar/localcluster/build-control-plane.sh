@@ -28,13 +28,13 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 MINOR=${K8S_VERSION#1.}
 mkdir -p "$OUT_DIR"
 
-# build NAME WRAPPER_DIR PACKAGE: go build PACKAGE into OUT_DIR/NAME unless present.
+# build NAME WRAPPER_DIR PACKAGE [LDFLAGS]: go build PACKAGE into OUT_DIR/NAME unless present.
 build() {
-  local name=$1 dir=$2 package=$3 start
+  local name=$1 dir=$2 package=$3 ldflags=${4:-} start
   if [ -x "$OUT_DIR/$name" ]; then say "$name already built"; return; fi
   say "compiling $name (minutes on 2 cores when cold)"
   start=$(date +%s)
-  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$OUT_DIR/$name.partial" "$package")
+  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$OUT_DIR/$name.partial" "$package")
   mv "$OUT_DIR/$name.partial" "$OUT_DIR/$name"
   say "compiled $name in $(( $(date +%s) - start )) s"
 }
@@ -60,8 +60,15 @@ if [ ! -f "$K8S_W/go.sum" ]; then
            "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
   )
 fi
+# Stamp the version the way Kubernetes' own build does, so /version reports
+# v$K8S_VERSION (a plain go build says v0.0.0-master) and clients can pick schemas by it.
+K8S_LDFLAGS="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
+  -X k8s.io/component-base/version.gitMajor=1 \
+  -X k8s.io/component-base/version.gitMinor=${MINOR%%.*} \
+  -X k8s.io/component-base/version.gitTreeState=clean \
+  -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
 for b in kube-apiserver kube-scheduler kube-controller-manager; do
-  build "$b" "$K8S_W" "k8s.io/kubernetes/cmd/$b"
+  build "$b" "$K8S_W" "k8s.io/kubernetes/cmd/$b" "$K8S_LDFLAGS"
 done
 
 ETCD_W="$WORK_DIR/etcd-wrapper-$ETCD_VERSION"

@@ -111,21 +111,23 @@ class RemoteCluster:
         )
         return result
 
-    async def find_pod(self, namespace: str, pod_uid: str) -> JsonObject | None:
-        """The remote pod of local pod ``pod_uid`` (found by label), or None."""
+    async def _pods_of(self, namespace: str, pod_uid: str) -> list[JsonObject]:
+        """The remote pods labelled as belonging to local pod ``pod_uid``."""
         listing = await self._json(
             self._core.list_namespaced_pod, namespace, label_selector=naming.pod_selector(pod_uid)
         )
         items: list[JsonObject] = listing.get("items") or []
+        return items
+
+    async def find_pod(self, namespace: str, pod_uid: str) -> JsonObject | None:
+        """The remote pod of local pod ``pod_uid`` (found by label), or None."""
+        items = await self._pods_of(namespace, pod_uid)
         return items[0] if items else None
 
     async def delete_pods(self, namespace: str, pod_uid: str) -> list[str]:
         """Delete the remote pods of local pod ``pod_uid``; returns the names deleted."""
-        listing = await self._json(
-            self._core.list_namespaced_pod, namespace, label_selector=naming.pod_selector(pod_uid)
-        )
         deleted = []
-        for item in listing.get("items") or []:
+        for item in await self._pods_of(namespace, pod_uid):
             name = item["metadata"]["name"]
             try:
                 await self._call(self._core.delete_namespaced_pod, name, namespace)
