@@ -31,6 +31,14 @@ class Metrics:
     """1 when the last reachability check of the remote API server succeeded."""
     root_task_up: Gauge
     """1 while a root task of the process runs."""
+    creates: Counter
+    """/create outcomes: created, existing (idempotent repeat), invalid, failed."""
+    deletes: Counter
+    """/delete outcomes: done at once, or deferred to the janitor."""
+    janitor_retries: Counter
+    """Cleanup attempts of journalled deletes that did not finish."""
+    pending_deletes: Gauge
+    """Deletes in the journal, not finished yet."""
 
 
 def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
@@ -70,6 +78,36 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             ["task"],
             namespace=NAMESPACE,
             subsystem="process",
+            registry=registry,
+        ),
+        creates=Counter(
+            "creates",
+            "Pod creates by outcome",
+            ["outcome"],
+            namespace=NAMESPACE,
+            subsystem="offload",
+            registry=registry,
+        ),
+        deletes=Counter(
+            "deletes",
+            "Pod deletes by outcome",
+            ["outcome"],
+            namespace=NAMESPACE,
+            subsystem="offload",
+            registry=registry,
+        ),
+        janitor_retries=Counter(
+            "retries",
+            "Cleanup attempts of journalled deletes that did not finish",
+            namespace=NAMESPACE,
+            subsystem="janitor",
+            registry=registry,
+        ),
+        pending_deletes=Gauge(
+            "pending_deletes",
+            "Deletes accepted and not finished yet",
+            namespace=NAMESPACE,
+            subsystem="janitor",
             registry=registry,
         ),
     )

@@ -94,6 +94,7 @@ def _run_local_cluster(args: argparse.Namespace, path: str | None) -> int:
         return 1
     try:
         local_defaults["K8S_KUBECONFIG_PATH"] = str(cluster.kubeconfig)
+        local_defaults["APP_STATE_DIR"] = str(workdir / "state")
         config = _load(path, local_defaults)
         logconfig.configure(config.log.level)
 

@@ -1,7 +1,7 @@
 """The lifecycle owner: builds everything from the settings, runs the root tasks, stops them.
 
-Root tasks (see shared/DESIGN.md): the plugin API server, the ops server and the remote
-prober (the watcher, janitor and tunnel manager join later). If any of them ends, the
+Root tasks (see shared/DESIGN.md): the plugin API server, the ops server, the remote
+prober and the janitor (the watcher and the tunnel manager join later). If any of them ends, the
 process logs why and exits 1 so Kubernetes restarts it.
 
 SIGTERM or SIGINT start the shutdown ladder, all inside ``app.shutdown_timeout_seconds``
@@ -17,6 +17,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -25,10 +26,13 @@ from metrics import make_metrics
 from sidecar import __version__
 from sidecar.api.server import make_plugin_app
 from sidecar.listeners import ListenError, bound_tcp_port, start_sites
+from sidecar.offload.janitor import run_janitor
+from sidecar.offload.journal import DeleteJournal, JournalError
+from sidecar.offload.service import Offloader
 from sidecar.ops import ProcessState, make_ops_app
 from sidecar.remote.client import KubeconfigError, make_api_client
+from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth, probe_forever
-from sidecar.remote.pods import RemoteCluster
 from sidecar.settings import Settings
 from sidecar.supervision import RootTasks, serve_until_cancelled
 
@@ -50,13 +54,26 @@ async def run(
     ``on_ready(plugin_urls, ops_port)`` is called once everything listens.
     """
     started = time.monotonic()
+    journal = DeleteJournal(Path(settings.app.state_dir))
     try:
+        journal.load()
         api_client = await make_api_client(settings.k8s)
-    except KubeconfigError as exc:
+    except (KubeconfigError, JournalError) as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
     remote = RemoteCluster(api_client, timeout=settings.k8s.request_timeout_seconds)
     metrics = make_metrics(CollectorRegistry(), version=__version__)
+    metrics.pending_deletes.set_function(lambda: len(journal))
+    offloader = Offloader(
+        remote=remote,
+        journal=journal,
+        offloading=settings.offloading,
+        mesh=settings.mesh,
+        k8s=settings.k8s,
+        metrics=metrics,
+    )
+    if len(journal):
+        logger.info("%d delete(s) from before the restart are pending", len(journal))
     health = RemoteHealth()
     state = ProcessState()
     tasks = RootTasks()
@@ -66,6 +83,7 @@ async def run(
     plugin_runner = web.AppRunner(
         make_plugin_app(
             remote=remote,
+            offloader=offloader,
             health=health,
             offloading=settings.offloading,
             metrics=metrics,
@@ -120,6 +138,10 @@ async def run(
             on_change=lambda up: metrics.remote_up.set(1 if up else 0),
         ),
     )
+    tasks.start(
+        "janitor",
+        run_janitor(offloader, journal, max_backoff=settings.app.janitor_max_backoff_seconds),
+    )
     for name in tasks.names():
         metrics.root_task_up.labels(name).set(1)
     logger.info(
@@ -144,7 +166,7 @@ async def run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     try:
-        await tasks.stop(["remote-prober"], timeout=budget * 0.1)
+        await tasks.stop(["remote-prober", "janitor"], timeout=budget * 0.1)
         await tasks.stop(["plugin-api-server"], timeout=budget * 0.7)
         await tasks.stop(["ops-server"], timeout=budget * 0.1)
     finally:

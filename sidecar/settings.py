@@ -94,6 +94,10 @@ class AppSettings:
     """Port of the ops server; 0 picks a free port (logged at start)."""
     shutdown_timeout_seconds: float
     """Budget for the whole SIGTERM ladder. Below Kubernetes' default 30 s grace period."""
+    state_dir: str
+    """Directory for the small journal of deletes still to finish (survives restarts)."""
+    janitor_max_backoff_seconds: float
+    """Longest wait between two attempts to finish a delete the remote cluster refused."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +122,9 @@ class K8sSettings:
     request_timeout_seconds: float
     """Client-side timeout of one remote API call. Keeps a hung API server from hanging
     the plugin (interLink gives up on a call after 120 s anyway)."""
+    validation_version: str = ""
+    """Kubernetes version whose schema validates translated objects (e.g. ``1.35``);
+    empty: the remote API server's own version."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,8 +142,15 @@ class OffloadingSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeshSettings:
     init_container: bool
+    """True: ``mesh-setup`` is a native sidecar (init container, restartPolicy Always)."""
     startup_probe: bool
+    """Gate the pod's containers on ``/tmp/interlink/mesh-ready`` (native sidecar only)."""
     slurm_setup_script: bool
+    """Adapt the stock Slurm-oriented mesh.sh to a pod before running it."""
+    image: str
+    """Image of the ``mesh-setup`` container; pinned by default (upstream: alpine:latest)."""
+    packages: tuple[str, ...]
+    """Alpine packages installed before mesh.sh runs (empty: none, for a ready image)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,6 +307,17 @@ def _client_configuration(raw: str) -> Mapping[str, Any]:
     return MappingProxyType(value)
 
 
+def _words(raw: str) -> tuple[str, ...]:
+    return tuple(raw.split())
+
+
+def _k8s_version(raw: str) -> str:
+    version = raw.strip().lstrip("v")
+    if version and not re.fullmatch(r"1\.\d+(\.\d+)?", version):
+        raise ValueError(f"expected a Kubernetes version such as 1.35, got {raw!r}")
+    return version
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -378,6 +403,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "ops_address": _Key(_text, "127.0.0.1"),
         "ops_port": _Key(_integer(0, 65535), "8090"),
         "shutdown_timeout_seconds": _Key(_positive_float, "25"),
+        "state_dir": _Key(_text, "/var/lib/interlink-k8s-sidecar"),
+        "janitor_max_backoff_seconds": _Key(_positive_float, "60"),
     },
     "log": {
         "level": _Key(_log_level, "INFO"),
@@ -390,6 +417,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "kubeconfig": _Key(_kubeconfig, ""),
         "client_configuration": _Key(_client_configuration, ""),
         "request_timeout_seconds": _Key(_positive_float, "30"),
+        "validation_version": _Key(_k8s_version, ""),
     },
     "offloading": {
         "namespace_prefix": _Key(_namespace_prefix, ""),
@@ -401,6 +429,10 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "init_container": _Key(_boolean, "true"),
         "startup_probe": _Key(_boolean, "true"),
         "slurm_setup_script": _Key(_boolean, "false"),
+        "image": _Key(_text, "docker.io/library/alpine:3.20.3"),
+        "packages": _Key(
+            _words, "curl bash procps gcompat libc6-compat iproute2 util-linux shadow"
+        ),
     },
     "tcp_tunnel": {
         "enabled": _Key(_boolean, "false"),
@@ -505,6 +537,8 @@ def load(
             ops_address=app["ops_address"],
             ops_port=app["ops_port"],
             shutdown_timeout_seconds=app["shutdown_timeout_seconds"],
+            state_dir=app["state_dir"],
+            janitor_max_backoff_seconds=app["janitor_max_backoff_seconds"],
         ),
         log=LogSettings(
             level=parsed["log"]["level"], requests_enabled=parsed["log"]["requests_enabled"]

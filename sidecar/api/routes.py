@@ -19,16 +19,17 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.api import wire
-from sidecar.offload import naming, translate
-from sidecar.remote.errors import RemoteError
+from sidecar.offload.service import CreateFailed, Offloader
+from sidecar.offload.translate import remote_namespace_for
+from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth
-from sidecar.remote.pods import RemoteCluster
 from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
 
 logger = logging.getLogger(__name__)
 
 REMOTE_KEY = web.AppKey("remote", RemoteCluster)
+OFFLOADER_KEY = web.AppKey("offloader", Offloader)
 HEALTH_KEY = web.AppKey("health", RemoteHealth)
 OFFLOADING_KEY = web.AppKey("offloading", OffloadingSettings)
 
@@ -50,67 +51,29 @@ async def _body(request: web.Request) -> Any:
 
 
 def _remote_namespace(request: web.Request, namespace: str) -> str:
-    offloading = request.app[OFFLOADING_KEY]
-    return naming.remote_namespace(
-        namespace,
-        prefix=offloading.namespace_prefix,
-        exclusions=offloading.namespace_prefix_exclusions,
-    )
+    return remote_namespace_for(namespace, request.app[OFFLOADING_KEY])
 
 
 async def create(request: web.Request) -> web.Response:
     """``RetrievedPodData`` in, ``{"PodUID", "PodJID"}`` out (PodJID: the remote pod uid)."""
     req = wire.parse_create(await _body(request))
-    remote = request.app[REMOTE_KEY]
-    offloading = request.app[OFFLOADING_KEY]
-    namespace = _remote_namespace(request, req.ref.namespace)
-    pod = translate.remote_pod(
-        req.pod,
-        req.ref,
-        namespace=namespace,
-        node_selector=offloading.node_selector,
-        node_tolerations=offloading.node_tolerations,
-    )
-    await remote.ensure_namespace(namespace)
     try:
-        created = await remote.create_pod(namespace, pod)
-    except RemoteError as exc:
-        if exc.already_exists:
-            existing = await remote.find_pod(namespace, req.ref.uid)
-            if existing is None:
-                return error_response(
-                    409,
-                    f"remote pod {namespace}/{pod['metadata']['name']} exists "
-                    f"but does not belong to pod uid {req.ref.uid}",
-                )
-            created = existing
-        elif exc.status in (400, 403, 422):
-            return error_response(
-                422,
-                f"the remote API server refused the pod ({exc.status} {exc.reason}): {exc.message}",
-            )
-        else:
-            raise
-    logger.info(
-        "created remote pod %s/%s for %s/%s (uid %s)",
-        namespace,
-        created["metadata"]["name"],
-        req.ref.namespace,
-        req.ref.name,
-        req.ref.uid,
-    )
-    return json_response({"PodUID": req.ref.uid, "PodJID": created["metadata"]["uid"]})
+        jid = await request.app[OFFLOADER_KEY].create(req)
+    except CreateFailed as exc:
+        return error_response(exc.status, exc.message)
+    return json_response({"PodUID": req.ref.uid, "PodJID": jid})
 
 
 async def delete(request: web.Request) -> web.Response:
-    """A v1.Pod in; its remote pods are deleted by label. Unknown pods are fine (200)."""
+    """A v1.Pod in; its remote objects are deleted by label, now or by the janitor.
+
+    Always 200 once the delete is journalled: interLink never retries a delete.
+    """
     ref = wire.pod_ref(await _body(request))
-    namespace = _remote_namespace(request, ref.namespace)
-    deleted = await request.app[REMOTE_KEY].delete_pods(namespace, ref.uid)
-    if deleted:
-        logger.info("deleted remote pod(s) %s in %s (uid %s)", deleted, namespace, ref.uid)
+    done = await request.app[OFFLOADER_KEY].delete(ref)
+    if done:
         return json_response(f"Pod '{ref.uid}' deleted")
-    return json_response(f"Pod '{ref.uid}' not found remotely: nothing to delete")
+    return json_response(f"Pod '{ref.uid}' delete accepted; finishing in the background")
 
 
 async def status(request: web.Request) -> web.Response:

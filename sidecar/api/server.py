@@ -12,9 +12,10 @@ from aiohttp.typedefs import Middleware
 from metrics import Metrics
 from sidecar.api import routes
 from sidecar.api.wire import WireError
+from sidecar.offload.service import Offloader
+from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.remote.health import RemoteHealth
-from sidecar.remote.pods import RemoteCluster
 from sidecar.settings import OffloadingSettings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
 def make_plugin_app(
     *,
     remote: RemoteCluster,
+    offloader: Offloader,
     health: RemoteHealth,
     offloading: OffloadingSettings,
     metrics: Metrics,
@@ -77,6 +79,7 @@ def make_plugin_app(
         middlewares=[_error_middleware(metrics, log_requests=log_requests)],
     )
     app[routes.REMOTE_KEY] = remote
+    app[routes.OFFLOADER_KEY] = offloader
     app[routes.HEALTH_KEY] = health
     app[routes.OFFLOADING_KEY] = offloading
     routes.add_routes(app)

@@ -67,6 +67,7 @@ class LocalCluster:
         self.node_names = [f"kwok-node-{i}" for i in range(nodes)]
         self._progress = progress
         self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self._argv: dict[str, list[str]] = {}
         self.api_port = 0
         self.kwok_port = 0
         self.etcd_port = 0
@@ -92,9 +93,10 @@ class LocalCluster:
     # --- processes ---------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
         log_path = self.workdir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -132,18 +134,38 @@ class LocalCluster:
     def pids(self) -> list[int]:
         return [process.pid for _, process, _ in self._processes]
 
+    @staticmethod
+    def _terminate(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
     def stop(self) -> None:
         """Stop every process, newest first: SIGTERM, 10 s, then SIGKILL."""
         while self._processes:
             _name, process, _ = self._processes.pop()
-            if process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            self._terminate(process)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only (a remote control-plane outage, for tests)."""
+        for entry in list(self._processes):
+            if entry[0] == "kube-apiserver":
+                self._terminate(entry[1])
+                self._processes.remove(entry)
+
+    def start_apiserver(self, *, timeout: float = 60) -> None:
+        """Start kube-apiserver again, same port and flags; returns once it is ready."""
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+        self._wait(
+            "kube-apiserver /readyz",
+            lambda: self.request("GET", "/readyz") == "ok",
+            deadline=time.monotonic() + timeout,
+        )
 
     # --- API access (sync, for set-up only) ---------------------------------------------
 

@@ -1,34 +1,24 @@
-"""First translation of a local pod into its remote pod (walking skeleton).
+"""Translating a ``RetrievedPodData`` into the remote objects of one pod (an OffloadPlan).
 
-Works on the raw pod JSON the virtual kubelet sent, so every field it does not touch
-reaches the remote pod unchanged. Rewrites, each listed in the README:
-
-* metadata: remote name and namespace (see ``naming``), the ownership labels and
-  annotations added; server-owned fields (uid, resourceVersion, timestamps, owner
-  references, managed fields, finalizers) removed;
-* ``spec.nodeName`` and ``status`` removed: the remote scheduler places the pod;
-* the virtual node's toleration (``virtual-node.interlink/no-schedule``) removed;
-* ``offloading.node_selector`` merged into ``nodeSelector`` and
-  ``offloading.node_tolerations`` appended to ``tolerations`` (upstream replaced them);
-* service account: the local one does not exist remotely, so ``serviceAccountName`` is
-  dropped and ``automountServiceAccountToken`` set to false (the remote default service
-  account must not lend its token to an offloaded pod);
-* volumes: only ``emptyDir`` is kept for now; other volumes and their mounts are dropped
-  (ConfigMaps, Secrets, projected data and PVCs are copied in a later version).
+Works on the raw pod JSON the virtual kubelet sent: whatever is not named here reaches
+the remote pod unchanged (probes, lifecycle hooks, securityContext, resources,
+imagePullSecrets, runtimeClassName, native sidecars, ...). Every change is listed in
+``rewrites.REWRITES`` (and in the README). Pure: no I/O, the input is not modified.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
-from typing import Any
 
-from sidecar.api.wire import JsonObject, PodRef
-from sidecar.offload import naming
+from sidecar.api.wire import CreateRequest, JsonObject
+from sidecar.offload import mesh, naming
+from sidecar.offload.env import translate_env
+from sidecar.offload.plan import OffloadPlan
+from sidecar.offload.scheduling import translate_scheduling
+from sidecar.offload.volumes import translate_volumes
+from sidecar.settings import MeshSettings, OffloadingSettings
 
-VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
-
-_SERVER_OWNED_METADATA = (
+SERVER_OWNED_METADATA = (
     "uid",
     "resourceVersion",
     "creationTimestamp",
@@ -41,59 +31,57 @@ _SERVER_OWNED_METADATA = (
     "selfLink",
     "generateName",
 )
-_KEPT_VOLUME_TYPES = ("emptyDir",)
-_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+# Filled in by admission plugins from classes the remote cluster has its own version of.
+_ADMISSION_COMPUTED = ("priority", "overhead")
 
 
-def remote_pod(
-    pod: JsonObject,
-    ref: PodRef,
-    *,
-    namespace: str,
-    node_selector: Mapping[str, str],
-    node_tolerations: Iterable[Mapping[str, Any]],
-) -> JsonObject:
-    """The remote pod for ``pod`` in remote ``namespace``. ``pod`` is not modified."""
-    meta = copy.deepcopy(pod.get("metadata") or {})
-    for key in _SERVER_OWNED_METADATA:
-        meta.pop(key, None)
-    meta["name"] = naming.scoped_name(ref.name, ref.uid)
-    meta["namespace"] = namespace
-    meta["labels"] = {**(meta.get("labels") or {}), **naming.ownership_labels(ref.uid)}
-    meta["annotations"] = {
-        **(meta.get("annotations") or {}),
-        **naming.ownership_annotations(source_uid=ref.uid, name=ref.name, namespace=ref.namespace),
-    }
+def remote_namespace_for(namespace: str, offloading: OffloadingSettings) -> str:
+    return naming.remote_namespace(
+        namespace,
+        prefix=offloading.namespace_prefix,
+        exclusions=offloading.namespace_prefix_exclusions,
+    )
 
-    spec = copy.deepcopy(pod.get("spec") or {})
-    spec.pop("nodeName", None)
+
+def build_plan(
+    request: CreateRequest, *, offloading: OffloadingSettings, mesh_settings: MeshSettings
+) -> OffloadPlan:
+    """The remote objects for ``request``. Raises WireError(422) for what cannot work."""
+    ref = request.ref
+    plan = OffloadPlan(ref=ref, namespace=remote_namespace_for(ref.namespace, offloading), pod={})
+    source_meta = request.pod.get("metadata") or {}
+    annotations: JsonObject = dict(source_meta.get("annotations") or {})
+    spec: JsonObject = copy.deepcopy(request.pod.get("spec") or {})
+
+    names = translate_volumes(
+        spec, retrieved=request.containers, annotations=annotations, plan=plan
+    )
+    translate_env(spec, names=names, pod=ref)
+    translate_scheduling(
+        spec, node_selector=offloading.node_selector, node_tolerations=offloading.node_tolerations
+    )
     spec.pop("serviceAccountName", None)
     spec.pop("serviceAccount", None)
     spec["automountServiceAccountToken"] = False
-    tolerations = [t for t in spec.get("tolerations") or [] if t.get("key") != VIRTUAL_NODE_TAINT]
-    tolerations.extend(dict(t) for t in node_tolerations if dict(t) not in tolerations)
-    if tolerations:
-        spec["tolerations"] = tolerations
-    else:
-        spec.pop("tolerations", None)
-    if node_selector:
-        spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **node_selector}
-    _keep_supported_volumes(spec)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+    for key in _ADMISSION_COMPUTED:
+        spec.pop(key, None)
+    if spec.pop("ephemeralContainers", None):
+        plan.warnings.append(
+            f"pod {ref.namespace}/{ref.name}: ephemeral containers dropped "
+            "(they cannot be set when a pod is created)"
+        )
+    mesh.add_mesh(spec, annotations=annotations, settings=mesh_settings, plan=plan)
 
-
-def _keep_supported_volumes(spec: JsonObject) -> None:
-    volumes = spec.get("volumes") or []
-    kept = [v for v in volumes if any(t in v for t in _KEPT_VOLUME_TYPES)]
-    kept_names = {v.get("name") for v in kept}
-    if kept:
-        spec["volumes"] = kept
-    else:
-        spec.pop("volumes", None)
-    for list_name in _CONTAINER_LISTS:
-        for container in spec.get(list_name) or []:
-            mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") in kept_names]
-            if mounts:
-                container["volumeMounts"] = mounts
-            else:
-                container.pop("volumeMounts", None)
+    meta: JsonObject = copy.deepcopy(source_meta)
+    for key in SERVER_OWNED_METADATA:
+        meta.pop(key, None)
+    mesh.strip_secret_annotations(annotations)
+    meta["name"] = naming.scoped_name(ref.name, ref.uid)
+    meta["namespace"] = plan.namespace
+    meta["labels"] = {**(meta.get("labels") or {}), **naming.ownership_labels(ref.uid)}
+    meta["annotations"] = {
+        **annotations,
+        **naming.ownership_annotations(source_uid=ref.uid, name=ref.name, namespace=ref.namespace),
+    }
+    plan.pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+    return plan

@@ -98,6 +98,7 @@ def test_unreadable_kubeconfig_is_a_configuration_error(tmp_path: Path) -> None:
     config = tmp_path / "config.ini"
     config.write_text(
         f"[app]\nsocket_address = unix://{tmp_path}/p.sock\nops_port = 0\n"
+        f"state_dir = {tmp_path}/state\n"
         f"[k8s]\nkubeconfig_path = {tmp_path}/missing.yaml\n"
     )
     result = run_sidecar(config)

@@ -1,4 +1,4 @@
-"""The remote calls of the plugin API: namespaces, pods, logs, and a reachability check.
+"""The remote calls of the plugin: namespaced objects, namespaces, logs, reachability.
 
 Every call asks for the raw response (``_preload_content=False``) and parses JSON itself:
 objects stay the dicts the API server sent, and log bytes pass through unchanged
@@ -8,6 +8,7 @@ tomplus/kubernetes_asyncio#152). Every call has a client-side timeout.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -40,6 +41,16 @@ def _transient(exc: BaseException) -> bool:
     if exc.status in (0, 429) or exc.status >= 500:
         return True
     return exc.status == 403 and "service account" in exc.message
+
+
+# kind -> CoreV1Api method suffix (create_namespaced_<x>, read_..., delete_..., list_...)
+_KINDS = {
+    "Pod": "pod",
+    "ConfigMap": "config_map",
+    "Secret": "secret",
+    "PersistentVolumeClaim": "persistent_volume_claim",
+}
+OWNED_KINDS = tuple(_KINDS)
 
 
 class RemoteCluster:
@@ -86,8 +97,81 @@ class RemoteCluster:
         result: JsonObject = await self._json(self._version.get_code)
         return result
 
-    async def ensure_namespace(self, name: str) -> bool:
-        """Create namespace ``name`` labelled as ours; True if this call created it."""
+    def _method(self, verb: str, kind: str) -> Callable[..., Awaitable[Any]]:
+        method: Callable[..., Awaitable[Any]] = getattr(
+            self._core, f"{verb}_namespaced_{_KINDS[kind]}"
+        )
+        return method
+
+    async def create(self, kind: str, namespace: str, body: JsonObject) -> JsonObject:
+        """Create ``body``; transient refusals are retried for up to 30 s."""
+        create = self._method("create", kind)
+        result: JsonObject = await self._retrying(
+            lambda: self._json(create, namespace, body), budget=30
+        )
+        return result
+
+    async def read(self, kind: str, namespace: str, name: str) -> JsonObject:
+        result: JsonObject = await self._json(self._method("read", kind), name, namespace)
+        return result
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object; False if it was already gone."""
+        try:
+            await self._call(self._method("delete", kind), name, namespace)
+        except RemoteError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+    async def remove_label(self, kind: str, namespace: str, name: str, label: str) -> None:
+        """Drop one label from an object (JSON merge patch: a null value deletes a key)."""
+        body = {"metadata": {"labels": {label: None}}}
+        try:
+            await self._call(
+                self._method("patch", kind),
+                name,
+                namespace,
+                body,
+                _content_type="application/merge-patch+json",
+            )
+        except RemoteError as exc:
+            if not exc.not_found:
+                raise
+
+    async def list(
+        self, kind: str, namespace: str, *, selector: str | None = None
+    ) -> list[JsonObject]:
+        kwargs = {"label_selector": selector} if selector else {}
+        listing = await self._json(self._method("list", kind), namespace, **kwargs)
+        items: list[JsonObject] = listing.get("items") or []
+        return items
+
+    async def read_namespace(self, name: str) -> JsonObject | None:
+        try:
+            result: JsonObject = await self._json(self._core.read_namespace, name)
+        except RemoteError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return result
+
+    async def delete_namespace(self, name: str) -> bool:
+        try:
+            await self._call(self._core.delete_namespace, name)
+        except RemoteError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+    async def ensure_namespace(self, name: str, *, timeout: float = 60) -> bool:
+        """Make namespace ``name`` exist, labelled as ours; True if this call created it.
+
+        A namespace that is still Terminating (deleted when its last pod went away) is
+        waited for and created anew: objects cannot be created in it meanwhile.
+        """
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -96,46 +180,29 @@ class RemoteCluster:
                 "labels": {naming.OFFLOADING_LABEL: naming.OFFLOADING_VALUE},
             },
         }
-        try:
-            await self._retrying(lambda: self._call(self._core.create_namespace, body), budget=10)
-        except RemoteError as exc:
-            if exc.already_exists:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            existing = await self.read_namespace(name)
+            if existing is None:
+                try:
+                    await self._retrying(
+                        lambda: self._call(self._core.create_namespace, body), budget=10
+                    )
+                except RemoteError as exc:
+                    if not exc.already_exists:
+                        raise
+                else:
+                    return True
+            elif (existing.get("status") or {}).get("phase") != "Terminating":
                 return False
-            raise
-        return True
-
-    async def create_pod(self, namespace: str, body: JsonObject) -> JsonObject:
-        """Create ``body``; transient refusals are retried for up to 30 s."""
-        result: JsonObject = await self._retrying(
-            lambda: self._json(self._core.create_namespaced_pod, namespace, body), budget=30
-        )
-        return result
-
-    async def _pods_of(self, namespace: str, pod_uid: str) -> list[JsonObject]:
-        """The remote pods labelled as belonging to local pod ``pod_uid``."""
-        listing = await self._json(
-            self._core.list_namespaced_pod, namespace, label_selector=naming.pod_selector(pod_uid)
-        )
-        items: list[JsonObject] = listing.get("items") or []
-        return items
+            if asyncio.get_running_loop().time() > deadline:
+                raise RemoteError(0, "Timeout", f"namespace {name} stayed Terminating")
+            await asyncio.sleep(0.5)  # the namespace controller finishes in seconds
 
     async def find_pod(self, namespace: str, pod_uid: str) -> JsonObject | None:
         """The remote pod of local pod ``pod_uid`` (found by label), or None."""
-        items = await self._pods_of(namespace, pod_uid)
+        items = await self.list("Pod", namespace, selector=naming.pod_selector(pod_uid))
         return items[0] if items else None
-
-    async def delete_pods(self, namespace: str, pod_uid: str) -> list[str]:
-        """Delete the remote pods of local pod ``pod_uid``; returns the names deleted."""
-        deleted = []
-        for item in await self._pods_of(namespace, pod_uid):
-            name = item["metadata"]["name"]
-            try:
-                await self._call(self._core.delete_namespaced_pod, name, namespace)
-            except RemoteError as exc:
-                if not exc.not_found:
-                    raise
-            deleted.append(name)
-        return deleted
 
     async def read_log(
         self, namespace: str, name: str, container: str, options: LogOptions

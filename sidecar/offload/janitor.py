@@ -1,0 +1,63 @@
+"""The janitor: finishes every delete in the journal, with capped, jittered backoff.
+
+Contract: runs until cancelled; never returns normally; a failed attempt is logged and
+retried, never raised. Each journalled delete is tried at once (at start, and when
+woken by a new entry), then after 1, 2, 4, ... seconds up to
+``app.janitor_max_backoff_seconds``, until its objects are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from sidecar.offload.journal import DeleteJournal
+from sidecar.offload.service import Offloader
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 1.0
+
+
+def backoff(attempts: int, *, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number ``attempts`` (1-based): doubling, capped, +-20 % jitter."""
+    base: float = min(cap, FIRST_RETRY_SECONDS * 2.0 ** max(0, attempts - 1))
+    return base * (0.8 + 0.4 * rng())
+
+
+async def run_janitor(offloader: Offloader, journal: DeleteJournal, *, max_backoff: float) -> None:
+    attempts: dict[str, int] = {}
+    due: dict[str, float] = {}
+    wakeup = offloader.janitor_wakeup
+    while True:
+        wakeup.clear()
+        now = time.monotonic()
+        entries = {entry.pod_uid: entry for entry in journal.entries()}
+        for uid in list(due):
+            if uid not in entries:
+                due.pop(uid)
+                attempts.pop(uid, None)
+        for uid, entry in entries.items():
+            if due.setdefault(uid, now) > now:
+                continue
+            done = await offloader.retry_delete(uid, entry.namespace)
+            if done:
+                logger.info(
+                    "finished deleting pod %s (uid %s) after %d retries",
+                    entry.name,
+                    uid,
+                    attempts.get(uid, 0),
+                )
+                due.pop(uid, None)
+                attempts.pop(uid, None)
+                continue
+            attempts[uid] = attempts.get(uid, 0) + 1
+            offloader.note_retry()
+            due[uid] = time.monotonic() + backoff(attempts[uid], cap=max_backoff)
+        timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)

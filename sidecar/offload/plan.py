@@ -1,0 +1,25 @@
+"""What one ``/create`` will write remotely: the result of translation, before any call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sidecar.api.wire import JsonObject, PodRef
+
+
+@dataclass(slots=True)
+class OffloadPlan:
+    """Remote objects for one local pod, in creation order (data first, then the pod)."""
+
+    ref: PodRef
+    namespace: str
+    pod: JsonObject
+    config_maps: list[JsonObject] = field(default_factory=list)
+    secrets: list[JsonObject] = field(default_factory=list)
+    pvcs: list[JsonObject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things dropped on purpose (unsupported volumes, ...), each naming pod and field."""
+
+    def objects(self) -> list[JsonObject]:
+        """Every object, in the order they are created."""
+        return [*self.config_maps, *self.secrets, *self.pvcs, self.pod]

@@ -1,0 +1,218 @@
+"""Creating and deleting a pod's remote objects: idempotent, rolled back, never lost.
+
+Create (per pod uid, under a lock): translate, validate every object against the schema
+(422 and no write on failure), return the existing remote pod if there is one, else
+create the namespace, the copied ConfigMaps, Secrets and PVCs, then the pod. An
+AlreadyExists on an object carrying the same pod uid label is ours (a repeated or
+interrupted earlier create) and counts as success; on any other failure, what this
+call created is removed again, newest first, and the error says what failed.
+
+Delete: recorded in the journal first, then attempted; whatever the remote cluster
+does, the answer is 200 and the janitor finishes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from metrics import Metrics
+from sidecar.api.wire import CreateRequest, JsonObject, PodRef
+from sidecar.offload import naming
+from sidecar.offload.cleanup import Cleaner
+from sidecar.offload.journal import DeleteJournal
+from sidecar.offload.locks import ActivityCounter, KeyedLocks
+from sidecar.offload.plan import OffloadPlan
+from sidecar.offload.translate import build_plan, remote_namespace_for
+from sidecar.offload.validation import schema_version, validate_in_thread
+from sidecar.remote.cluster import RemoteCluster
+from sidecar.remote.errors import RemoteError
+from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
+
+logger = logging.getLogger(__name__)
+
+# A create racing the deletion of its (emptied) namespace is refused with this; the
+# namespace is then recreated and the create tried again.
+_NAMESPACE_TERMINATING = "because it is being terminated"
+_CREATE_ATTEMPTS = 3
+
+
+class CreateFailed(Exception):
+    """A create that failed remotely (and was rolled back); ``status`` for the answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+def _describe(obj: JsonObject) -> str:
+    return f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+
+
+class Offloader:
+    def __init__(
+        self,
+        *,
+        remote: RemoteCluster,
+        journal: DeleteJournal,
+        offloading: OffloadingSettings,
+        mesh: MeshSettings,
+        k8s: K8sSettings,
+        metrics: Metrics,
+    ) -> None:
+        self.remote = remote
+        self.journal = journal
+        self._offloading = offloading
+        self._mesh = mesh
+        self._configured_version = k8s.validation_version
+        self._schema: str | None = None
+        self._metrics = metrics
+        self._locks = KeyedLocks()
+        self.activity = ActivityCounter()
+        self.cleaner = Cleaner(remote, self.activity)
+        self.janitor_wakeup = asyncio.Event()
+
+    async def schema(self) -> str:
+        """The schema version to validate with (configured, else the remote server's)."""
+        if self._schema is None:
+            version = self._configured_version
+            if not version:
+                version = str((await self.remote.version()).get("gitVersion", ""))
+            self._schema = schema_version(version)
+            logger.info("validating remote objects with the Kubernetes %s schema", self._schema)
+        return self._schema
+
+    def plan(self, request: CreateRequest) -> OffloadPlan:
+        plan = build_plan(request, offloading=self._offloading, mesh_settings=self._mesh)
+        for warning in plan.warnings:
+            logger.warning("%s", warning)
+        return plan
+
+    async def create(self, request: CreateRequest) -> str:
+        """Offload the pod; returns the remote pod uid (the JID)."""
+        try:
+            plan = self.plan(request)
+            await validate_in_thread(plan.objects(), await self.schema())
+        except Exception:
+            self._metrics.creates.labels("invalid").inc()
+            raise
+        async with self._locks.hold(plan.ref.uid), self.activity.active(plan.namespace):
+            existing = await self.remote.find_pod(plan.namespace, plan.ref.uid)
+            if existing is not None:
+                self._metrics.creates.labels("existing").inc()
+                logger.info(
+                    "pod %s/%s (uid %s) is already offloaded: same JID",
+                    plan.ref.namespace,
+                    plan.ref.name,
+                    plan.ref.uid,
+                )
+                return str(existing["metadata"]["uid"])
+            for attempt in range(1, _CREATE_ATTEMPTS + 1):
+                try:
+                    pod = await self._create_all(plan)
+                except RemoteError as exc:
+                    if _NAMESPACE_TERMINATING in exc.message and attempt < _CREATE_ATTEMPTS:
+                        continue
+                    raise
+                break
+        self._metrics.creates.labels("created").inc()
+        logger.info(
+            "offloaded %s/%s (uid %s) as %s/%s",
+            plan.ref.namespace,
+            plan.ref.name,
+            plan.ref.uid,
+            plan.namespace,
+            pod["metadata"]["name"],
+        )
+        return str(pod["metadata"]["uid"])
+
+    async def _create_all(self, plan: OffloadPlan) -> JsonObject:
+        created: list[JsonObject] = []
+        namespace_created = False
+        current = f"Namespace {plan.namespace}"
+        try:
+            namespace_created = await self.remote.ensure_namespace(plan.namespace)
+            pod: JsonObject = {}
+            for obj in plan.objects():
+                current = _describe(obj)
+                result, new = await self._create_owned(plan, obj)
+                if new:
+                    created.append(result)
+                pod = result
+            return pod
+        except RemoteError as exc:
+            if _NAMESPACE_TERMINATING in exc.message:
+                raise
+            undone = await self._roll_back(plan, created, namespace_created)
+            self._metrics.creates.labels("failed").inc()
+            # Refused by the remote API server's validation or admission: the pod's
+            # fault (422). No answer: 503. Anything else: the remote side failed (502).
+            status = 422 if exc.status in (400, 403, 422) else 503 if exc.status == 0 else 502
+            raise CreateFailed(
+                status,
+                f"creating {current} in namespace {plan.namespace} failed: {exc}; {undone}",
+            ) from None
+
+    async def _create_owned(self, plan: OffloadPlan, obj: JsonObject) -> tuple[JsonObject, bool]:
+        """Create ``obj``; (object, True) if this call created it, (existing, False) if
+        it already existed and is ours (or is a shared PVC)."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            return await self.remote.create(kind, plan.namespace, obj), True
+        except RemoteError as exc:
+            if not exc.already_exists:
+                raise
+        existing = await self.remote.read(kind, plan.namespace, name)
+        owner = ((existing.get("metadata") or {}).get("labels") or {}).get(naming.POD_UID_LABEL)
+        if owner == plan.ref.uid or kind == "PersistentVolumeClaim":
+            return existing, False
+        raise RemoteError(
+            409, "AlreadyExists", f"{kind} {name} exists and belongs to pod uid {owner or '(none)'}"
+        )
+
+    async def _roll_back(
+        self, plan: OffloadPlan, created: list[JsonObject], namespace_created: bool
+    ) -> str:
+        """Delete what this call created, newest first; hand leftovers to the janitor."""
+        try:
+            for obj in reversed(created):
+                await self.remote.delete(obj["kind"], plan.namespace, obj["metadata"]["name"])
+            if namespace_created:
+                await self.cleaner.delete_namespace_if_empty(plan.namespace, own_creates=1)
+        except RemoteError as exc:
+            await self.journal.add(plan.ref.uid, namespace=plan.namespace, name=plan.ref.name)
+            self.janitor_wakeup.set()
+            return f"removing what this call created failed too ({exc}); it will be retried"
+        return f"removed the {len(created)} object(s) this call had created"
+
+    async def delete(self, ref: PodRef) -> bool:
+        """Remove the pod's remote objects; True when done now, False when the janitor
+        will finish. Never raises for remote failures."""
+        namespace = remote_namespace_for(ref.namespace, self._offloading)
+        async with self._locks.hold(ref.uid):
+            await self.journal.add(ref.uid, namespace=namespace, name=ref.name)
+            done = await self.attempt_cleanup(ref.uid, namespace)
+        if not done:
+            self.janitor_wakeup.set()
+        self._metrics.deletes.labels("done" if done else "deferred").inc()
+        return done
+
+    async def retry_delete(self, pod_uid: str, namespace: str) -> bool:
+        """The janitor's attempt: like ``attempt_cleanup``, under the pod's lock."""
+        async with self._locks.hold(pod_uid):
+            return await self.attempt_cleanup(pod_uid, namespace)
+
+    async def attempt_cleanup(self, pod_uid: str, namespace: str) -> bool:
+        """One cleanup attempt for a journalled delete; removes the entry when done."""
+        try:
+            done = await self.cleaner.cleanup(namespace, pod_uid)
+        except RemoteError as exc:
+            logger.warning("delete of pod uid %s in %s not finished: %s", pod_uid, namespace, exc)
+            return False
+        if done:
+            await self.journal.remove(pod_uid)
+        return done
+
+    def note_retry(self) -> None:
+        self._metrics.janitor_retries.inc()

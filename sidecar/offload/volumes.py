@@ -1,0 +1,348 @@
+"""Volumes: which local data is copied remotely, and how the pod's volumes are rewritten.
+
+What interLink sends (interlink-plugin-api.md §10.3): per container, the full ConfigMaps
+and Secrets it mounts (an object mounted by two containers arrives twice) and, per
+projected volume (including the automatic ``kube-api-access-*`` and converted
+``downwardAPI`` volumes), a synthetic ConfigMap named after the volume whose ``data`` maps
+each final file path to its content. PVCs are not sent by stock interLink; entries in
+``persistentVolumeClaims`` (the SDK's field) are honoured when present.
+
+Rules:
+
+* configMap / secret: copied once per pod as ``<name>-<pod uid>``; ``items``,
+  ``defaultMode`` and ``optional`` stay as they are;
+* projected: its data becomes a Secret (service-account token paths: tokens are
+  credentials) and/or a ConfigMap (everything else), and the volume is rewritten to
+  project those two objects to the same paths with the same modes;
+* downwardAPI with data sent: like projected (the local pod's values are the truth);
+  without data: kept, so the remote kubelet resolves it against the remote pod;
+* emptyDir: kept (medium and sizeLimit included);
+* persistentVolumeClaim: kept when the claim is listed in the pod annotation
+  ``interlink.io/remote-pvc``; created remotely when its object was sent;
+* anything else, or data interLink did not send: dropped with its mounts, with a
+  warning naming the pod and the volume.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+
+from sidecar.api.wire import JsonObject, PodRef, WireError
+from sidecar.offload import naming
+from sidecar.offload.ownership import CREATED_BY_ANNOTATION, CREATED_BY_VALUE, owned_metadata
+from sidecar.offload.plan import OffloadPlan
+
+REMOTE_PVC_ANNOTATION = "interlink.io/remote-pvc"
+PVC_RETENTION_ANNOTATION = "interlink.io/pvc-retention-policy"
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
+
+
+@dataclass(slots=True)
+class CopiedNames:
+    """Local object name -> remote name, for rewriting env references."""
+
+    config_maps: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+
+def _sent(retrieved: list[JsonObject], key: str) -> dict[str, JsonObject]:
+    """Objects interLink sent under ``key`` for any container, by name (deduplicated)."""
+    found: dict[str, JsonObject] = {}
+    for entry in retrieved:
+        for obj in entry.get(key) or []:
+            name = ((obj or {}).get("metadata") or {}).get("name")
+            if isinstance(name, str) and name:
+                found.setdefault(name, obj)
+    return found
+
+
+def _mounted_names(spec: JsonObject) -> set[str]:
+    return {
+        mount.get("name")
+        for list_name in CONTAINER_LISTS
+        for container in spec.get(list_name) or []
+        for mount in (container.get("volumeMounts") or []) + (container.get("volumeDevices") or [])
+    }
+
+
+def remote_pvc_claims(annotations: JsonObject) -> set[str]:
+    """Claim names listed in ``interlink.io/remote-pvc`` (comma list, spaces trimmed)."""
+    raw = str(annotations.get(REMOTE_PVC_ANNOTATION) or "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _safe_keys(paths: list[str]) -> dict[str, str]:
+    """A ConfigMap/Secret key (``[-._a-zA-Z0-9]+``) for each file path, unique."""
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for path in paths:
+        key = _KEY_UNSAFE.sub("_", path).strip(".") or "file"
+        candidate, n = key, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{key}-{n}"
+        used.add(candidate)
+        keys[path] = candidate
+    return keys
+
+
+def _item_modes(kind: str, volume_source: JsonObject) -> dict[str, int]:
+    """File mode per path from the original items (of each projected source, or of the
+    downwardAPI volume itself)."""
+    if kind == "downwardAPI":
+        parts = [volume_source]
+    else:
+        parts = [
+            part
+            for source in volume_source.get("sources") or []
+            if isinstance(source, dict)
+            for part in source.values()
+            if isinstance(part, dict)
+        ]
+    return {
+        item["path"]: item["mode"]
+        for part in parts
+        for item in part.get("items") or []
+        if isinstance(item, dict) and "mode" in item and "path" in item
+    }
+
+
+def _token_paths(volume_source: JsonObject) -> set[str]:
+    return {
+        source["serviceAccountToken"].get("path", "")
+        for source in volume_source.get("sources") or []
+        if isinstance(source, dict) and isinstance(source.get("serviceAccountToken"), dict)
+    }
+
+
+class _VolumeTranslator:
+    def __init__(
+        self,
+        spec: JsonObject,
+        retrieved: list[JsonObject],
+        annotations: JsonObject,
+        plan: OffloadPlan,
+    ) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.ref: PodRef = plan.ref
+        self.namespace = plan.namespace
+        self.config_maps = _sent(retrieved, "configMaps")
+        self.secrets = _sent(retrieved, "secrets")
+        self.projected = _sent(retrieved, "projectedvolumemaps")
+        self.pvcs = _sent(retrieved, "persistentVolumeClaims")
+        self.remote_claims = remote_pvc_claims(annotations)
+        self.mounted = _mounted_names(spec)
+        self.names = CopiedNames()
+        self._created_pvcs: set[str] = set()
+
+    # --- copies --------------------------------------------------------------------
+
+    def copy_config_map(self, name: str) -> str:
+        if name not in self.names.config_maps:
+            local = self.config_maps[name]
+            remote_name = naming.scoped_name(name, self.ref.uid)
+            obj: JsonObject = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": owned_metadata(
+                    name=remote_name, namespace=self.namespace, ref=self.ref, source=local
+                ),
+            }
+            for key in ("data", "binaryData", "immutable"):
+                if local.get(key) is not None:
+                    obj[key] = copy.deepcopy(local[key])
+            self.plan.config_maps.append(obj)
+            self.names.config_maps[name] = remote_name
+        return self.names.config_maps[name]
+
+    def copy_secret(self, name: str) -> str:
+        if name not in self.names.secrets:
+            local = self.secrets[name]
+            remote_name = naming.scoped_name(name, self.ref.uid)
+            obj: JsonObject = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": owned_metadata(
+                    name=remote_name, namespace=self.namespace, ref=self.ref, source=local
+                ),
+            }
+            for key in ("data", "stringData", "immutable"):
+                if local.get(key) is not None:
+                    obj[key] = copy.deepcopy(local[key])
+            kind = local.get("type") or "Opaque"
+            # A service-account-token Secret names a ServiceAccount that does not exist
+            # remotely; the token controller would delete it. Its bytes are what matter.
+            obj["type"] = "Opaque" if kind == "kubernetes.io/service-account-token" else kind
+            self.plan.secrets.append(obj)
+            self.names.secrets[name] = remote_name
+        return self.names.secrets[name]
+
+    def _data_object(
+        self, kind: str, name: str, data: dict[str, str], keys: dict[str, str], source: JsonObject
+    ) -> None:
+        obj: JsonObject = {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": owned_metadata(
+                name=name, namespace=self.namespace, ref=self.ref, source=source
+            ),
+        }
+        if kind == "Secret":
+            obj["type"] = "Opaque"
+            obj["stringData"] = {keys[path]: content for path, content in data.items()}
+            self.plan.secrets.append(obj)
+        else:
+            obj["data"] = {keys[path]: content for path, content in data.items()}
+            self.plan.config_maps.append(obj)
+
+    # --- volume kinds -----------------------------------------------------------------
+
+    def projected_from_data(self, volume: JsonObject, kind: str) -> JsonObject:
+        """A projected volume over copies of the data interLink resolved for ``volume``."""
+        source = volume[kind]
+        sent = self.projected[volume["name"]]
+        data = {str(k): "" if v is None else str(v) for k, v in (sent.get("data") or {}).items()}
+        tokens = _token_paths(source) if kind == "projected" else set()
+        modes = _item_modes(kind, source)
+        keys = _safe_keys(list(data))
+        base = naming.scoped_name(f"projected-{volume['name']}", self.ref.uid)
+        sources: list[JsonObject] = []
+        for object_kind, wanted in (("Secret", True), ("ConfigMap", False)):
+            part = {p: c for p, c in data.items() if (p in tokens) == wanted}
+            if not part:
+                continue
+            self._data_object(object_kind, base, part, keys, sent)
+            items = []
+            for path in part:
+                item: JsonObject = {"key": keys[path], "path": path}
+                if path in modes:
+                    item["mode"] = modes[path]
+                items.append(item)
+            field_name = "secret" if object_kind == "Secret" else "configMap"
+            sources.append({field_name: {"name": base, "items": items}})
+        projected: JsonObject = {"sources": sources}
+        if "defaultMode" in source:
+            projected["defaultMode"] = source["defaultMode"]
+        return {"name": volume["name"], "projected": projected}
+
+    def pvc(self, volume: JsonObject, index: int) -> JsonObject | None:
+        claim = volume["persistentVolumeClaim"].get("claimName", "")
+        if claim not in self.remote_claims:
+            self.warn(index, volume, f"claim {claim!r} is not listed in {REMOTE_PVC_ANNOTATION}")
+            return None
+        if claim in self.pvcs and claim not in self._created_pvcs:
+            self._created_pvcs.add(claim)
+            self.plan.pvcs.append(self._remote_pvc(self.pvcs[claim]))
+        return volume
+
+    def _remote_pvc(self, local: JsonObject) -> JsonObject:
+        meta = owned_metadata(
+            name=local["metadata"]["name"], namespace=self.namespace, ref=self.ref, source=local
+        )
+        local_annotations = (local.get("metadata") or {}).get("annotations") or {}
+        if PVC_RETENTION_ANNOTATION in local_annotations:
+            meta["annotations"][PVC_RETENTION_ANNOTATION] = local_annotations[
+                PVC_RETENTION_ANNOTATION
+            ]
+        meta["annotations"][CREATED_BY_ANNOTATION] = CREATED_BY_VALUE
+        spec = copy.deepcopy(local.get("spec") or {})
+        # Bound to local objects that do not exist remotely: the remote PVC would wait
+        # for ever. The remote default storage class provisions it instead.
+        for key in ("volumeName", "storageClassName", "dataSource", "dataSourceRef"):
+            spec.pop(key, None)
+        return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
+
+    def warn(self, index: int, volume: JsonObject, why: str) -> None:
+        self.plan.warnings.append(
+            f"pod {self.ref.namespace}/{self.ref.name}: volume {volume.get('name')!r} "
+            f"(spec.volumes[{index}]) dropped with its mounts: {why}"
+        )
+
+    def missing(self, index: int, field_path: str, kind: str, name: str) -> WireError:
+        return WireError(
+            422,
+            f"pod.spec.volumes[{index}].{field_path}: {kind} {name!r} is mounted but "
+            "interLink did not send it",
+        )
+
+    # --- driver -------------------------------------------------------------------------
+
+    def translate(self, index: int, volume: JsonObject) -> JsonObject | None:
+        name = volume.get("name")
+        if "emptyDir" in volume:
+            return volume
+        if isinstance(volume.get("configMap"), dict):
+            ref_name = volume["configMap"].get("name", "")
+            if ref_name in self.config_maps:
+                volume["configMap"]["name"] = self.copy_config_map(ref_name)
+                return volume
+            if volume["configMap"].get("optional"):
+                volume["configMap"]["name"] = naming.scoped_name(ref_name, self.ref.uid)
+                return volume
+            if name not in self.mounted:
+                self.warn(index, volume, "not mounted, and its ConfigMap was not sent")
+                return None
+            raise self.missing(index, "configMap.name", "ConfigMap", ref_name)
+        if isinstance(volume.get("secret"), dict):
+            ref_name = volume["secret"].get("secretName", "")
+            if ref_name in self.secrets:
+                volume["secret"]["secretName"] = self.copy_secret(ref_name)
+                return volume
+            if volume["secret"].get("optional"):
+                volume["secret"]["secretName"] = naming.scoped_name(ref_name, self.ref.uid)
+                return volume
+            if name not in self.mounted:
+                self.warn(index, volume, "not mounted, and its Secret was not sent")
+                return None
+            raise self.missing(index, "secret.secretName", "Secret", ref_name)
+        if isinstance(volume.get("projected"), dict):
+            if name in self.projected:
+                return self.projected_from_data(volume, "projected")
+            self.warn(index, volume, "interLink sent no data for this projected volume")
+            return None
+        if isinstance(volume.get("downwardAPI"), dict):
+            if name in self.projected:
+                return self.projected_from_data(volume, "downwardAPI")
+            self.plan.warnings.append(
+                f"pod {self.ref.namespace}/{self.ref.name}: downwardAPI volume {name!r} "
+                "is resolved by the remote kubelet (remote pod name, namespace and uid)"
+            )
+            return volume
+        if isinstance(volume.get("persistentVolumeClaim"), dict):
+            return self.pvc(volume, index)
+        kind = next((k for k in volume if k != "name"), "unknown")
+        self.warn(index, volume, f"volume type {kind!r} is not supported remotely")
+        return None
+
+
+def translate_volumes(
+    spec: JsonObject, *, retrieved: list[JsonObject], annotations: JsonObject, plan: OffloadPlan
+) -> CopiedNames:
+    """Rewrite ``spec`` volumes in place, adding the copies to ``plan``."""
+    translator = _VolumeTranslator(spec, retrieved, annotations, plan)
+    kept: list[JsonObject] = []
+    for index, volume in enumerate(spec.get("volumes") or []):
+        result = translator.translate(index, volume)
+        if result is not None:
+            kept.append(result)
+    kept_names = {v.get("name") for v in kept}
+    if kept:
+        spec["volumes"] = kept
+    else:
+        spec.pop("volumes", None)
+    for list_name in CONTAINER_LISTS:
+        for container in spec.get(list_name) or []:
+            for key in ("volumeMounts", "volumeDevices"):
+                if key not in container:
+                    continue
+                mounts = [m for m in container[key] or [] if m.get("name") in kept_names]
+                if mounts:
+                    container[key] = mounts
+                else:
+                    container.pop(key)
+    return translator.names
