@@ -39,6 +39,9 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 
 
+_STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+
+
 def free_port() -> int:
     """A port nobody listens on right now (the kernel's choice for port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -146,9 +149,13 @@ class LocalCluster:
             process.wait(timeout=10)
 
     def stop(self) -> None:
-        """Stop every process, newest first: SIGTERM, 10 s, then SIGKILL."""
-        while self._processes:
-            _name, process, _ = self._processes.pop()
+        """Stop every process, clients before servers (kwok, scheduler, controller-manager,
+        API server, etcd): SIGTERM, up to 10 s each, then SIGKILL. The API server stops in
+        about a second while etcd is still up, and hangs if etcd went first."""
+        order = {name: rank for rank, name in enumerate(_STOP_ORDER)}
+        entries = sorted(self._processes, key=lambda entry: order.get(entry[0], -1))
+        self._processes.clear()
+        for _name, process, _ in entries:
             self._terminate(process)
 
     def stop_apiserver(self) -> None:
