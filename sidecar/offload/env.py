@@ -25,18 +25,34 @@ from sidecar.offload.volumes import CONTAINER_LISTS, CopiedNames
 _LOCAL_FIELDS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
 
 
-def _rename(ref: JsonObject, *, copied: dict[str, str], kind: str, where: str, pod: PodRef) -> None:
-    name = ref.get("name", "")
-    if name in copied:
-        ref["name"] = copied[name]
-    elif ref.get("optional"):
-        ref["name"] = naming.scoped_name(name, pod.uid)
-    else:
-        raise WireError(
-            422,
-            f"{where}: {kind} {name!r} cannot be resolved remotely (interLink sends only "
-            "volume-mounted objects; let the virtual kubelet resolve env, or mark it optional)",
-        )
+# Reference field -> kind of the object it names (env[].valueFrom and envFrom[]).
+_REFERENCES = {
+    "configMapKeyRef": "ConfigMap",
+    "secretKeyRef": "Secret",
+    "configMapRef": "ConfigMap",
+    "secretRef": "Secret",
+}
+
+
+def _rename_references(source: JsonObject, *, names: CopiedNames, where: str, pod: PodRef) -> None:
+    """Rename the ConfigMap/Secret reference in ``source`` to its copy, or refuse it."""
+    for field, kind in _REFERENCES.items():
+        ref = source.get(field)
+        if not isinstance(ref, dict):
+            continue
+        copied = names.config_maps if kind == "ConfigMap" else names.secrets
+        name = ref.get("name", "")
+        if name in copied:
+            ref["name"] = copied[name]
+        elif ref.get("optional"):
+            ref["name"] = naming.scoped_name(name, pod.uid)
+        else:
+            raise WireError(
+                422,
+                f"{where}.{field}: {kind} {name!r} cannot be resolved remotely (interLink "
+                "sends only volume-mounted objects; let the virtual kubelet resolve env, "
+                "or mark it optional)",
+            )
 
 
 def translate_env(spec: JsonObject, *, names: CopiedNames, pod: PodRef) -> None:
@@ -48,43 +64,13 @@ def translate_env(spec: JsonObject, *, names: CopiedNames, pod: PodRef) -> None:
                 source = var.get("valueFrom")
                 if not isinstance(source, dict):
                     continue
-                where = f"{base}.env[{e_index}].valueFrom"
-                if isinstance(source.get("configMapKeyRef"), dict):
-                    _rename(
-                        source["configMapKeyRef"],
-                        copied=names.config_maps,
-                        kind="ConfigMap",
-                        where=f"{where}.configMapKeyRef",
-                        pod=pod,
-                    )
-                elif isinstance(source.get("secretKeyRef"), dict):
-                    _rename(
-                        source["secretKeyRef"],
-                        copied=names.secrets,
-                        kind="Secret",
-                        where=f"{where}.secretKeyRef",
-                        pod=pod,
-                    )
-                elif isinstance(source.get("fieldRef"), dict):
-                    path = source["fieldRef"].get("fieldPath")
-                    if path in _LOCAL_FIELDS:
-                        var.pop("valueFrom")
-                        var["value"] = getattr(pod, _LOCAL_FIELDS[path])
+                field_ref = source.get("fieldRef")
+                if isinstance(field_ref, dict) and field_ref.get("fieldPath") in _LOCAL_FIELDS:
+                    var.pop("valueFrom")
+                    var["value"] = getattr(pod, _LOCAL_FIELDS[field_ref["fieldPath"]])
+                    continue
+                _rename_references(
+                    source, names=names, where=f"{base}.env[{e_index}].valueFrom", pod=pod
+                )
             for f_index, source in enumerate(container.get("envFrom") or []):
-                where = f"{base}.envFrom[{f_index}]"
-                if isinstance(source.get("configMapRef"), dict):
-                    _rename(
-                        source["configMapRef"],
-                        copied=names.config_maps,
-                        kind="ConfigMap",
-                        where=f"{where}.configMapRef",
-                        pod=pod,
-                    )
-                elif isinstance(source.get("secretRef"), dict):
-                    _rename(
-                        source["secretRef"],
-                        copied=names.secrets,
-                        kind="Secret",
-                        where=f"{where}.secretRef",
-                        pod=pod,
-                    )
+                _rename_references(source, names=names, where=f"{base}.envFrom[{f_index}]", pod=pod)

@@ -38,6 +38,7 @@ REMOTE_PVC_ANNOTATION = "interlink.io/remote-pvc"
 PVC_RETENTION_ANNOTATION = "interlink.io/pvc-retention-policy"
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
+_REMOTE_SECRET_TYPE = {"kubernetes.io/service-account-token": "Opaque"}
 _KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
 
 
@@ -142,45 +143,32 @@ class _VolumeTranslator:
 
     # --- copies --------------------------------------------------------------------
 
-    def copy_config_map(self, name: str) -> str:
-        if name not in self.names.config_maps:
-            local = self.config_maps[name]
+    def _copy(self, kind: str, name: str) -> str:
+        """Copy the sent ConfigMap or Secret ``name`` once; returns the copy's name."""
+        copied = self.names.config_maps if kind == "ConfigMap" else self.names.secrets
+        if name not in copied:
+            local = (self.config_maps if kind == "ConfigMap" else self.secrets)[name]
             remote_name = naming.scoped_name(name, self.ref.uid)
             obj: JsonObject = {
                 "apiVersion": "v1",
-                "kind": "ConfigMap",
+                "kind": kind,
                 "metadata": owned_metadata(
                     name=remote_name, namespace=self.namespace, ref=self.ref, source=local
                 ),
             }
-            for key in ("data", "binaryData", "immutable"):
+            for key in ("data", "binaryData", "stringData", "immutable"):
                 if local.get(key) is not None:
                     obj[key] = copy.deepcopy(local[key])
-            self.plan.config_maps.append(obj)
-            self.names.config_maps[name] = remote_name
-        return self.names.config_maps[name]
-
-    def copy_secret(self, name: str) -> str:
-        if name not in self.names.secrets:
-            local = self.secrets[name]
-            remote_name = naming.scoped_name(name, self.ref.uid)
-            obj: JsonObject = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": owned_metadata(
-                    name=remote_name, namespace=self.namespace, ref=self.ref, source=local
-                ),
-            }
-            for key in ("data", "stringData", "immutable"):
-                if local.get(key) is not None:
-                    obj[key] = copy.deepcopy(local[key])
-            kind = local.get("type") or "Opaque"
-            # A service-account-token Secret names a ServiceAccount that does not exist
-            # remotely; the token controller would delete it. Its bytes are what matter.
-            obj["type"] = "Opaque" if kind == "kubernetes.io/service-account-token" else kind
-            self.plan.secrets.append(obj)
-            self.names.secrets[name] = remote_name
-        return self.names.secrets[name]
+            if kind == "Secret":
+                # A service-account-token Secret names a ServiceAccount that does not
+                # exist remotely; the token controller would delete it. Its bytes matter.
+                local_type = local.get("type") or "Opaque"
+                obj["type"] = _REMOTE_SECRET_TYPE.get(local_type, local_type)
+                self.plan.secrets.append(obj)
+            else:
+                self.plan.config_maps.append(obj)
+            copied[name] = remote_name
+        return copied[name]
 
     def _data_object(
         self, kind: str, name: str, data: dict[str, str], keys: dict[str, str], source: JsonObject
@@ -279,7 +267,7 @@ class _VolumeTranslator:
         if isinstance(volume.get("configMap"), dict):
             ref_name = volume["configMap"].get("name", "")
             if ref_name in self.config_maps:
-                volume["configMap"]["name"] = self.copy_config_map(ref_name)
+                volume["configMap"]["name"] = self._copy("ConfigMap", ref_name)
                 return volume
             if volume["configMap"].get("optional"):
                 volume["configMap"]["name"] = naming.scoped_name(ref_name, self.ref.uid)
@@ -291,7 +279,7 @@ class _VolumeTranslator:
         if isinstance(volume.get("secret"), dict):
             ref_name = volume["secret"].get("secretName", "")
             if ref_name in self.secrets:
-                volume["secret"]["secretName"] = self.copy_secret(ref_name)
+                volume["secret"]["secretName"] = self._copy("Secret", ref_name)
                 return volume
             if volume["secret"].get("optional"):
                 volume["secret"]["secretName"] = naming.scoped_name(ref_name, self.ref.uid)

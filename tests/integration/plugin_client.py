@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess
 
 
@@ -35,31 +36,8 @@ async def call(
 def new_pod(*containers: str, name: str = "hello", namespace: str = "default") -> dict[str, Any]:
     """A pod as the virtual kubelet sends it (bound to the virtual node, with its toleration)."""
     uid = str(uuid.uuid4())
-    return {
-        "metadata": {
-            "name": f"{name}-{uid[:8]}",
-            "namespace": namespace,
-            "uid": uid,
-            "labels": {"app": name},
-        },
-        "spec": {
-            "containers": [
-                {"name": c, "image": "busybox:1.36", "command": ["sleep", "3600"], "resources": {}}
-                for c in containers
-            ],
-            "nodeName": "virtual-kubelet",
-            "restartPolicy": "Never",
-            "serviceAccountName": "default",
-            "tolerations": [
-                {
-                    "key": "virtual-node.interlink/no-schedule",
-                    "operator": "Exists",
-                    "effect": "NoSchedule",
-                }
-            ],
-        },
-        "status": {"phase": "Pending", "podIP": "127.0.0.1"},
-    }
+    spec = {"containers": [podshapes.container(c, resources={}) for c in containers]}
+    return podshapes.pod(uid, f"{name}-{uid[:8]}", spec, namespace=namespace)
 
 
 def create_body(pod: dict[str, Any]) -> dict[str, Any]:
