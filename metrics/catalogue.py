@@ -8,9 +8,12 @@ prometheus-client's global registry, so tests build a fresh one each.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 NAMESPACE = "sidecar"
 
@@ -39,6 +42,18 @@ class Metrics:
     """Cleanup attempts of journalled deletes that did not finish."""
     pending_deletes: Gauge
     """Deletes in the journal, not finished yet."""
+    watch_events: Counter
+    """Remote pod watch events by type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR)."""
+    watch_restarts: Counter
+    """Watch restarts by reason (gone, inactivity, unreachable, error)."""
+    status_propagation: Histogram
+    """Remote change (its last managedFields time) to status cache update, seconds."""
+    cache_pods: Gauge
+    """Pods in the status cache."""
+    cache_age: Gauge
+    """Seconds since the status cache last heard from the watch (event or bookmark)."""
+    log_streams: Gauge
+    """Open /getLogs streams."""
 
 
 def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
@@ -103,6 +118,51 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             subsystem="janitor",
             registry=registry,
         ),
+        watch_events=Counter(
+            "events",
+            "Remote pod watch events by type",
+            ["type"],
+            namespace=NAMESPACE,
+            subsystem="watch",
+            registry=registry,
+        ),
+        watch_restarts=Counter(
+            "restarts",
+            "Watch restarts by reason",
+            ["reason"],
+            namespace=NAMESPACE,
+            subsystem="watch",
+            registry=registry,
+        ),
+        status_propagation=Histogram(
+            "propagation_delay_seconds",
+            "Remote pod change to status cache update",
+            namespace=NAMESPACE,
+            subsystem="status",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        ),
+        cache_pods=Gauge(
+            "cache_pods",
+            "Pods in the status cache",
+            namespace=NAMESPACE,
+            subsystem="status",
+            registry=registry,
+        ),
+        cache_age=Gauge(
+            "cache_age_seconds",
+            "Seconds since the watch last updated the status cache",
+            namespace=NAMESPACE,
+            subsystem="status",
+            registry=registry,
+        ),
+        log_streams=Gauge(
+            "streams",
+            "Open /getLogs streams",
+            namespace=NAMESPACE,
+            subsystem="logs",
+            registry=registry,
+        ),
         pending_deletes=Gauge(
             "pending_deletes",
             "Deletes accepted and not finished yet",
@@ -111,3 +171,24 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             registry=registry,
         ),
     )
+
+
+class _PhaseCollector(Collector):
+    """Offloaded pods by remote phase, counted at scrape time from the status cache."""
+
+    def __init__(self, phases: Callable[[], Mapping[str, int]]) -> None:
+        self._phases = phases
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_remote_pods", "Offloaded pods by remote phase", labels=["phase"]
+        )
+        for phase, count in sorted(self._phases().items()):
+            family.add_metric([phase], count)
+        yield family
+
+
+def register_phase_collector(
+    registry: CollectorRegistry, phases: Callable[[], Mapping[str, int]]
+) -> None:
+    registry.register(_PhaseCollector(phases))

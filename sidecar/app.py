@@ -1,7 +1,8 @@
 """The lifecycle owner: builds everything from the settings, runs the root tasks, stops them.
 
 Root tasks (see shared/DESIGN.md): the plugin API server, the ops server, the remote
-prober and the janitor (the watcher and the tunnel manager join later). If any of them ends, the
+prober (reachability and node capacity), the remote watcher (status cache) and the
+janitor (the tunnel manager joins later). If any of them ends, the
 process logs why and exits 1 so Kubernetes restarts it.
 
 SIGTERM or SIGINT start the shutdown ladder, all inside ``app.shutdown_timeout_seconds``
@@ -22,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from metrics import make_metrics
+from metrics import make_metrics, register_phase_collector
 from sidecar import __version__
 from sidecar.api.server import make_plugin_app
 from sidecar.listeners import ListenError, bound_tcp_port, start_sites
@@ -30,10 +31,13 @@ from sidecar.offload.janitor import run_janitor
 from sidecar.offload.journal import DeleteJournal, JournalError
 from sidecar.offload.service import Offloader
 from sidecar.ops import ProcessState, make_ops_app
+from sidecar.remote.capacity import ping_resources, selector_string
 from sidecar.remote.client import KubeconfigError, make_api_client
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth, probe_forever
 from sidecar.settings import Settings
+from sidecar.status.cache import StatusCache
+from sidecar.status.watcher import Watcher
 from sidecar.supervision import RootTasks, serve_until_cancelled
 
 logger = logging.getLogger(__name__)
@@ -64,7 +68,13 @@ async def run(
     remote = RemoteCluster(api_client, timeout=settings.k8s.request_timeout_seconds)
     metrics = make_metrics(CollectorRegistry(), version=__version__)
     metrics.pending_deletes.set_function(lambda: len(journal))
+    cache = StatusCache()
+    metrics.cache_pods.set_function(lambda: len(cache))
+    metrics.cache_age.set_function(cache.age_seconds)
+    register_phase_collector(metrics.registry, cache.phases)
+    watcher = Watcher(remote, cache, settings=settings.k8s, metrics=metrics)
     offloader = Offloader(
+        cache=cache,
         remote=remote,
         journal=journal,
         offloading=settings.offloading,
@@ -84,6 +94,7 @@ async def run(
         make_plugin_app(
             remote=remote,
             offloader=offloader,
+            cache=cache,
             health=health,
             offloading=settings.offloading,
             metrics=metrics,
@@ -129,15 +140,23 @@ async def run(
 
     tasks.start("plugin-api-server", serve_until_cancelled(plugin_runner.cleanup))
     tasks.start("ops-server", serve_until_cancelled(ops_runner.cleanup))
+
+    async def measure_capacity() -> dict[str, object]:
+        nodes = await remote.list_nodes(selector_string(settings.offloading.node_selector))
+        free = settings.offloading.capacity == "free"
+        return ping_resources(nodes, await remote.list_pods_on_nodes() if free else None)
+
     tasks.start(
         "remote-prober",
         probe_forever(
             health,
             remote.version,
             interval=PROBE_INTERVAL_SECONDS,
+            measure=measure_capacity,
             on_change=lambda up: metrics.remote_up.set(1 if up else 0),
         ),
     )
+    tasks.start("remote-watcher", watcher.watch_forever())
     tasks.start(
         "janitor",
         run_janitor(offloader, journal, max_backoff=settings.app.janitor_max_backoff_seconds),
@@ -166,7 +185,7 @@ async def run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     try:
-        await tasks.stop(["remote-prober", "janitor"], timeout=budget * 0.1)
+        await tasks.stop(["remote-watcher", "remote-prober", "janitor"], timeout=budget * 0.1)
         await tasks.stop(["plugin-api-server"], timeout=budget * 0.7)
         await tasks.stop(["ops-server"], timeout=budget * 0.1)
     finally:

@@ -122,6 +122,11 @@ class K8sSettings:
     request_timeout_seconds: float
     """Client-side timeout of one remote API call. Keeps a hung API server from hanging
     the plugin (interLink gives up on a call after 120 s anyway)."""
+    watch_timeout_seconds: int = 300
+    """Server-side length of one watch request; the watch then resumes where it was."""
+    watch_inactivity_seconds: float = 70.0
+    """A watch silent this long is dead. The API server sends a bookmark about every
+    60 s and keeps events for about 75 s, so 70 s catches it while a resume still works."""
     validation_version: str = ""
     """Kubernetes version whose schema validates translated objects (e.g. ``1.35``);
     empty: the remote API server's own version."""
@@ -137,6 +142,9 @@ class OffloadingSettings:
     """Merged into every remote pod's ``nodeSelector``."""
     node_tolerations: tuple[Mapping[str, Any], ...]
     """Added to every remote pod's ``tolerations``."""
+    capacity: str = "allocatable"
+    """What the ping reports as the virtual node's resources: ``allocatable`` (the
+    matching nodes' allocatable, summed) or ``free`` (minus the requests of their pods)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -307,6 +315,16 @@ def _client_configuration(raw: str) -> Mapping[str, Any]:
     return MappingProxyType(value)
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(raw: str) -> tuple[str, ...]:
     return tuple(raw.split())
 
@@ -418,12 +436,15 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "client_configuration": _Key(_client_configuration, ""),
         "request_timeout_seconds": _Key(_positive_float, "30"),
         "validation_version": _Key(_k8s_version, ""),
+        "watch_timeout_seconds": _Key(_integer(1, 3600), "300"),
+        "watch_inactivity_seconds": _Key(_positive_float, "70"),
     },
     "offloading": {
         "namespace_prefix": _Key(_namespace_prefix, ""),
         "namespace_prefix_exclusions": _Key(_string_list, ""),
         "node_selector": _Key(_string_map, ""),
         "node_tolerations": _Key(_tolerations, ""),
+        "capacity": _Key(_choice("allocatable", "free"), "allocatable"),
     },
     "mesh": {
         "init_container": _Key(_boolean, "true"),

@@ -12,12 +12,15 @@ Facts from interLink's code that shape these handlers (interlink-plugin-api.md):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from metrics import Metrics
 from sidecar.api import wire
 from sidecar.offload.service import CreateFailed, Offloader
 from sidecar.offload.translate import remote_namespace_for
@@ -25,6 +28,7 @@ from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth
 from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
+from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,12 @@ REMOTE_KEY = web.AppKey("remote", RemoteCluster)
 OFFLOADER_KEY = web.AppKey("offloader", Offloader)
 HEALTH_KEY = web.AppKey("health", RemoteHealth)
 OFFLOADING_KEY = web.AppKey("offloading", OffloadingSettings)
+CACHE_KEY = web.AppKey("cache", StatusCache)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+
+# How often a following log stream checks whether its client went away (aiohttp does not
+# cancel handlers on disconnect, and a quiet log gives no write to fail on).
+DISCONNECT_CHECK_SECONDS = 0.5
 
 # interLink sends whole pods with their ConfigMaps and Secrets (1 MiB each at most).
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -77,29 +87,53 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """A list of v1.Pod in, one ``PodStatus`` per pod out; ``[]`` is the ping."""
+    """A list of v1.Pod in, one ``PodStatus`` per pod out, from the status cache only;
+    ``[]`` is the ping."""
     pods = wire.parse_pod_list(await _body(request))
     health = request.app[HEALTH_KEY]
     if not pods:
         if not health.up:
             return error_response(503, health.describe())
-        return json_response({"status": "ok"})
-    remote = request.app[REMOTE_KEY]
-    answer = []
+        answer: dict[str, Any] = {"status": "ok"}
+        if health.resources:
+            answer["resources"] = health.resources
+        return json_response(answer)
+    cache = request.app[CACHE_KEY]
+    if not cache.confirmed:
+        return error_response(503, cache.describe_unconfirmed())
+    statuses = []
     for pod in pods:
         ref = wire.pod_ref(pod)
-        namespace = _remote_namespace(request, ref.namespace)
-        found = await remote.find_pod(namespace, ref.uid)
-        answer.append(mapping.pod_status(pod, ref, found, remote_location=f"namespace {namespace}"))
-    return json_response(answer)
+        vanished = cache.vanished(ref.uid)
+        statuses.append(
+            mapping.pod_status(
+                pod,
+                ref,
+                cache.get(ref.uid),
+                remote_location=f"namespace {_remote_namespace(request, ref.namespace)}",
+                deleted_at=vanished.at if vanished else None,
+            )
+        )
+    return json_response(statuses)
 
 
-async def get_logs(request: web.Request) -> web.Response:
-    """A ``LogStruct`` in, the container's log bytes out, unchanged."""
+async def _client_gone(request: web.Request) -> None:
+    # No event exists for "the client went away" in aiohttp's public API: poll it.
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(DISCONNECT_CHECK_SECONDS)
+
+
+async def get_logs(request: web.Request) -> web.StreamResponse:
+    """A ``LogStruct`` in, the container's log bytes out, unchanged and streamed.
+
+    Headers go out as soon as the remote API server answered; with ``Follow`` the body
+    ends when the remote stream ends, and the remote stream is closed when the client
+    goes away.
+    """
     req = wire.parse_log_request(await _body(request))
     remote = request.app[REMOTE_KEY]
     namespace = _remote_namespace(request, req.ref.namespace)
-    pod = await remote.find_pod(namespace, req.ref.uid)
+    pod = request.app[CACHE_KEY].get(req.ref.uid) or await remote.find_pod(namespace, req.ref.uid)
     if pod is None:
         return error_response(
             404,
@@ -114,8 +148,33 @@ async def get_logs(request: web.Request) -> web.Response:
             f"pod {req.ref.namespace}/{req.ref.name} has no container {req.container!r} "
             f"(containers: {', '.join(names)})",
         )
-    data = await remote.read_log(namespace, pod["metadata"]["name"], req.container, req.options)
-    return web.Response(body=data, content_type="text/plain")
+    upstream = await remote.open_log(namespace, pod["metadata"]["name"], req.container, req.options)
+    metrics = request.app[METRICS_KEY]
+    metrics.log_streams.inc()
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        await response.prepare(request)
+
+        async def copy() -> None:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+
+        copier = asyncio.create_task(copy(), name="log-copy")
+        watcher = asyncio.create_task(_client_gone(request), name="log-client-watch")
+        try:
+            await asyncio.wait([copier, watcher], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (copier, watcher):
+                task.cancel()
+            await asyncio.gather(copier, watcher, return_exceptions=True)
+        if copier.done() and not copier.cancelled() and copier.exception() is None:
+            await response.write_eof()
+    except (ConnectionResetError, aiohttp.ClientError) as exc:
+        logger.info("log stream of %s/%s ended: %s", namespace, pod["metadata"]["name"], exc)
+    finally:
+        upstream.close()
+        metrics.log_streams.dec()
+    return response
 
 
 def add_routes(app: web.Application) -> None:

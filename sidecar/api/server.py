@@ -17,6 +17,7 @@ from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.remote.health import RemoteHealth
 from sidecar.settings import OffloadingSettings
+from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def make_plugin_app(
     *,
     remote: RemoteCluster,
     offloader: Offloader,
+    cache: StatusCache,
     health: RemoteHealth,
     offloading: OffloadingSettings,
     metrics: Metrics,
@@ -80,6 +82,8 @@ def make_plugin_app(
     )
     app[routes.REMOTE_KEY] = remote
     app[routes.OFFLOADER_KEY] = offloader
+    app[routes.CACHE_KEY] = cache
+    app[routes.METRICS_KEY] = metrics
     app[routes.HEALTH_KEY] = health
     app[routes.OFFLOADING_KEY] = offloading
     routes.add_routes(app)

@@ -61,20 +61,20 @@ class Cleaner:
         remote = self._remote
         selector = naming.pod_selector(pod_uid)
         for kind in _KINDS_BY_UID:
-            for obj in await remote.list(kind, namespace, selector=selector):
+            for obj in await remote.list_objects(kind, namespace, selector=selector):
                 if _meta(obj).get("deletionTimestamp") is None:
                     await remote.delete(kind, namespace, _meta(obj)["name"])
-        if await remote.list("Pod", namespace, selector=selector):
+        if await remote.list_objects("Pod", namespace, selector=selector):
             return False  # still terminating; PVCs and namespace wait for them
         await self._delete_unused_pvcs(namespace, pod_uid)
         await self.delete_namespace_if_empty(namespace)
         return True
 
     async def _delete_unused_pvcs(self, namespace: str, pod_uid: str) -> None:
-        pods = await self._remote.list("Pod", namespace)
+        pods = await self._remote.list_objects("Pod", namespace)
         used = set().union(*(_claims(p) for p in pods)) if pods else set()
         owners = {_meta(p).get("labels", {}).get(naming.POD_UID_LABEL) for p in pods}
-        for pvc in await self._remote.list("PersistentVolumeClaim", namespace):
+        for pvc in await self._remote.list_objects("PersistentVolumeClaim", namespace):
             meta = _meta(pvc)
             annotations = meta.get("annotations") or {}
             if annotations.get(CREATED_BY_ANNOTATION) != CREATED_BY_VALUE:
@@ -111,7 +111,7 @@ class Cleaner:
             return
         ours = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
         for kind in (*_KINDS_BY_UID, "PersistentVolumeClaim"):
-            if await self._remote.list(kind, namespace, selector=ours):
+            if await self._remote.list_objects(kind, namespace, selector=ours):
                 return
         # No await between this check and the call: a create cannot slip in between.
         if self._activity.count(namespace) > own_creates:

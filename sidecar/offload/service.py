@@ -28,6 +28,7 @@ from sidecar.offload.validation import schema_version, validate_in_thread
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
+from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,10 @@ class Offloader:
         mesh: MeshSettings,
         k8s: K8sSettings,
         metrics: Metrics,
+        cache: StatusCache | None = None,
     ) -> None:
         self.remote = remote
+        self._cache = cache
         self.journal = journal
         self._offloading = offloading
         self._mesh = mesh
@@ -101,6 +104,7 @@ class Offloader:
             existing = await self.remote.find_pod(plan.namespace, plan.ref.uid)
             if existing is not None:
                 self._metrics.creates.labels("existing").inc()
+                self._remember(existing)
                 logger.info(
                     "pod %s/%s (uid %s) is already offloaded: same JID",
                     plan.ref.namespace,
@@ -117,6 +121,7 @@ class Offloader:
                     raise
                 break
         self._metrics.creates.labels("created").inc()
+        self._remember(pod)
         logger.info(
             "offloaded %s/%s (uid %s) as %s/%s",
             plan.ref.namespace,
@@ -126,6 +131,12 @@ class Offloader:
             pod["metadata"]["name"],
         )
         return str(pod["metadata"]["uid"])
+
+    def _remember(self, pod: JsonObject) -> None:
+        """Put the pod in the status cache now: a /status right after /create must not
+        find it missing because the watch event is still on its way."""
+        if self._cache is not None:
+            self._cache.upsert(pod)
 
     async def _create_all(self, plan: OffloadPlan) -> JsonObject:
         created: list[JsonObject] = []

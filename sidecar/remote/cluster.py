@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC
+from typing import Any, cast
 
 import aiohttp
 from kubernetes_asyncio import client
@@ -140,7 +139,7 @@ class RemoteCluster:
             if not exc.not_found:
                 raise
 
-    async def list(
+    async def list_objects(
         self, kind: str, namespace: str, *, selector: str | None = None
     ) -> list[JsonObject]:
         kwargs = {"label_selector": selector} if selector else {}
@@ -199,31 +198,122 @@ class RemoteCluster:
                 raise RemoteError(0, "Timeout", f"namespace {name} stayed Terminating")
             await asyncio.sleep(0.5)  # the namespace controller finishes in seconds
 
+    async def list_all_pods(self, selector: str) -> tuple[list[JsonObject], str]:
+        """Pods of every namespace matching ``selector``, and the list's resourceVersion."""
+        listing = await self._json(self._core.list_pod_for_all_namespaces, label_selector=selector)
+        items: list[JsonObject] = listing.get("items") or []
+        return items, str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch_all_pods(
+        self, selector: str, resource_version: str, *, timeout_seconds: int, inactivity: float
+    ) -> AsyncIterator[JsonObject]:
+        """Watch events (``{"type", "object"}``) from ``resource_version``, with bookmarks.
+
+        The server ends the stream after ``timeout_seconds``; no byte for ``inactivity``
+        seconds raises TimeoutError (bookmarks arrive about every minute, so a silent
+        stream is a dead one). An unparseable line is skipped with a warning.
+        """
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=inactivity)
+        try:
+            # With _preload_content=False the generated method returns the raw response.
+            response = cast(
+                aiohttp.ClientResponse,
+                await self._core.list_pod_for_all_namespaces(
+                    label_selector=selector,
+                    watch=True,
+                    allow_watch_bookmarks=True,
+                    resource_version=resource_version,
+                    timeout_seconds=timeout_seconds,
+                    _preload_content=False,
+                    _request_timeout=timeout,
+                ),
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+        async with response:
+            if response.status != 200:
+                raise RemoteError.from_body(response.status, await response.read())
+            buffer = b""
+            try:
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        try:
+                            event = json.loads(line)
+                        except ValueError:
+                            logger.warning(
+                                "ignoring an unparseable watch event (%d bytes)", len(line)
+                            )
+                            continue
+                        if isinstance(event, dict):
+                            yield event
+            except aiohttp.ClientPayloadError as exc:
+                raise RemoteError(0, "Disconnected", f"watch stream broken: {exc!r}") from None
+
+    async def list_nodes(self, selector: str) -> list[JsonObject]:
+        listing = await self._json(self._core.list_node, label_selector=selector or None)
+        items: list[JsonObject] = listing.get("items") or []
+        return items
+
+    async def list_pods_on_nodes(self) -> list[JsonObject]:
+        """Every pod of the cluster that is not finished (for free-capacity accounting)."""
+        listing = await self._json(
+            self._core.list_pod_for_all_namespaces,
+            field_selector="status.phase!=Succeeded,status.phase!=Failed",
+        )
+        items: list[JsonObject] = listing.get("items") or []
+        return items
+
+    async def open_log(
+        self, namespace: str, name: str, container: str, options: LogOptions
+    ) -> aiohttp.ClientResponse:
+        """The log stream of a container, unread (the caller streams and closes it).
+
+        The generated client has no ``sinceTime``, so the request is built here; query
+        names are the pod log API's (``tailLines``, ``limitBytes``, ...).
+        """
+        query: list[tuple[str, str]] = [
+            ("follow", str(options.follow).lower()),
+            ("timestamps", str(options.timestamps).lower()),
+            ("previous", str(options.previous).lower()),
+        ]
+        if container:
+            query.append(("container", container))
+        if options.tail:
+            query.append(("tailLines", str(options.tail)))
+        if options.limit_bytes:
+            query.append(("limitBytes", str(options.limit_bytes)))
+        if options.since_seconds:
+            query.append(("sinceSeconds", str(options.since_seconds)))
+        elif options.since_time is not None:
+            stamp = options.since_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            query.append(("sinceTime", stamp))
+        # Headers come at once even when following; the body may never end.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        try:
+            response: aiohttp.ClientResponse = await self._api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                path_params={"namespace": namespace, "name": name},
+                query_params=query,
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+                _return_http_data_only=True,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+        if response.status != 200:
+            body = await response.read()
+            response.release()
+            raise RemoteError.from_body(response.status, body)
+        return response
+
     async def find_pod(self, namespace: str, pod_uid: str) -> JsonObject | None:
         """The remote pod of local pod ``pod_uid`` (found by label), or None."""
-        items = await self.list("Pod", namespace, selector=naming.pod_selector(pod_uid))
+        items = await self.list_objects("Pod", namespace, selector=naming.pod_selector(pod_uid))
         return items[0] if items else None
-
-    async def read_log(
-        self, namespace: str, name: str, container: str, options: LogOptions
-    ) -> bytes:
-        """The container's log bytes, unchanged."""
-        params: dict[str, Any] = {
-            "timestamps": options.timestamps,
-            "previous": options.previous,
-        }
-        if container:
-            params["container"] = container
-        if options.tail:
-            params["tail_lines"] = options.tail
-        if options.limit_bytes:
-            params["limit_bytes"] = options.limit_bytes
-        if options.since_seconds:
-            params["since_seconds"] = options.since_seconds
-        elif options.since_time is not None:
-            # The generated client has no sinceTime parameter. The API server turns
-            # either into the same cut-off, so whole seconds since then (rounded up,
-            # so no line at the cut-off is lost) are equivalent.
-            elapsed = (datetime.now(UTC) - options.since_time).total_seconds()
-            params["since_seconds"] = max(1, math.ceil(elapsed))
-        return await self._call(self._core.read_namespaced_pod_log, name, namespace, **params)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.remote.errors import RemoteError
@@ -27,6 +27,8 @@ class RemoteHealth:
     checked: bool = False
     since: float = 0.0
     detail: str = "not checked yet"
+    resources: dict[str, Any] = field(default_factory=dict)
+    """``PingResponse.resources`` of the last capacity measurement (may be empty)."""
 
     def record(self, *, up: bool, detail: str) -> None:
         if up != self.up or not self.checked:
@@ -49,20 +51,32 @@ async def probe_forever(
     version: Callable[[], Awaitable[Any]],
     *,
     interval: float,
+    measure: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    measure_every: float = 30.0,
     on_change: Callable[[bool], None] | None = None,
     checked: asyncio.Event | None = None,
 ) -> None:
     """Check the remote server every ``interval`` seconds; runs until cancelled.
 
     Never returns normally and never raises except CancelledError: a failed check is a
-    verdict (``health.up = False``), not an error. ``checked`` is set after the first one.
+    verdict (``health.up = False``), not an error. ``measure`` (the node capacity for
+    the ping) runs at most every ``measure_every`` seconds while the server answers.
+    ``checked`` is set after the first check.
     """
+    measured_at = float("-inf")
     while True:
         try:
             info = await version()
             health.record(up=True, detail=f"version {info.get('gitVersion', '?')}")
         except RemoteError as exc:
             health.record(up=False, detail=str(exc))
+        if health.up and measure is not None and time.monotonic() - measured_at >= measure_every:
+            measured_at = time.monotonic()
+            try:
+                health.resources = await measure()
+            except RemoteError as exc:  # e.g. no RBAC to list nodes: the ping stays honest
+                logger.warning("cannot measure remote node capacity: %s", exc)
+                health.resources = {}
         if on_change is not None:
             on_change(health.up)
         if checked is not None:

@@ -21,6 +21,7 @@ from sidecar.api.wire import JsonObject, PodRef
 
 GONE_EXIT_CODE = 1
 GONE_REASON = "RemotePodNotFound"
+DELETED_REASON = "RemotePodDeleted"
 
 # ContainerStatus fields passed through as they are (Kubernetes JSON names).
 _PASSTHROUGH = ("ready", "restartCount", "started", "image", "imageID", "containerID")
@@ -101,13 +102,13 @@ def _container_status(
     return {"name": name, "state": {"waiting": {"reason": reason, "message": message}}}
 
 
-def _gone(name: str, message: str, now: str) -> JsonObject:
+def _gone(name: str, message: str, now: str, reason: str = GONE_REASON) -> JsonObject:
     return {
         "name": name,
         "state": {
             "terminated": {
                 "exitCode": GONE_EXIT_CODE,
-                "reason": GONE_REASON,
+                "reason": reason,
                 "message": message,
                 "finishedAt": now,
             }
@@ -121,17 +122,30 @@ def pod_status(
     remote: JsonObject | None,
     *,
     remote_location: str,
+    deleted_at: float | None = None,
     now: datetime | None = None,
 ) -> JsonObject:
-    """The ``PodStatus`` of ``local`` given its remote pod (None: not found remotely)."""
+    """The ``PodStatus`` of ``local`` given its remote pod (None: not there remotely;
+    ``deleted_at``: when the watch saw it deleted, if it did)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     result: JsonObject = {"name": ref.name, "UID": ref.uid, "namespace": ref.namespace}
     lists = (("initContainers", "initContainerStatuses"), ("containers", "containerStatuses"))
     if remote is None:
-        message = f"no remote pod for this pod in {remote_location}: deleted or never created"
+        if deleted_at is not None:
+            when = datetime.fromtimestamp(deleted_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            reason = DELETED_REASON
+            message = (
+                f"the remote pod in {remote_location} was deleted at {when} "
+                "(evicted, or deleted outside the sidecar)"
+            )
+        else:
+            reason = GONE_REASON
+            message = f"no remote pod for this pod in {remote_location}: deleted or never created"
         result["JID"] = ""
         for list_name, _ in lists:
-            result[list_name] = [_gone(n, message, stamp) for n in _spec_names(local, list_name)]
+            result[list_name] = [
+                _gone(n, message, stamp, reason) for n in _spec_names(local, list_name)
+            ]
         return result
 
     result["JID"] = (remote.get("metadata") or {}).get("uid", "")

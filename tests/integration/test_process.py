@@ -54,7 +54,10 @@ async def test_answers_on_unix_socket_and_tcp(start_sidecar: StartSidecar) -> No
     for via_unix in (True, False):
         code, body = await call(sidecar, "GET", "/status", [], via_unix=via_unix)
         assert code == 200, body
-        assert json.loads(body) == {"status": "ok"}
+        answer = json.loads(body)
+        assert answer["status"] == "ok"
+        # Two kwok nodes of 32 cpu, 128Gi, 110 pods each.
+        assert answer["resources"] == {"cpu": "64", "memory": "262144Mi", "pods": "220"}
 
 
 @pytest.mark.controlplane

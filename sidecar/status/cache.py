@@ -1,0 +1,133 @@
+"""The status cache: the last known remote pod of every local pod uid, kept by the watcher.
+
+``/status`` reads only this (no remote call on the request path). Besides the pods it
+holds whether its content is *confirmed*: true after a successful LIST while the watch
+that follows it is healthy; false from the start and whenever the watcher cannot reach
+the remote API server, so ``/status`` answers 503 instead of presenting old states as
+current. It also remembers pods that vanished (DELETED events), so a pod deleted behind
+the sidecar's back is reported terminated with that reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from sidecar.api.wire import JsonObject
+from sidecar.offload import naming
+
+
+def _uid_of(pod: JsonObject) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    uid = labels.get(naming.POD_UID_LABEL)
+    return uid if isinstance(uid, str) and uid else None
+
+
+def _version(pod: JsonObject) -> int:
+    try:
+        return int((pod.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """A remote pod that was deleted: when, and where it lived."""
+
+    at: float
+    namespace: str
+    name: str
+
+
+class StatusCache:
+    def __init__(self) -> None:
+        self._pods: dict[str, JsonObject] = {}
+        self._vanished: dict[str, Vanished] = {}
+        self.confirmed = False
+        self.unconfirmed_since = time.time()
+        self.unconfirmed_reason = "not synced yet"
+        self.last_update = 0.0
+        """Monotonic time of the last event, list or bookmark."""
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(self, pod_uid: str) -> JsonObject | None:
+        return self._pods.get(pod_uid)
+
+    def vanished(self, pod_uid: str) -> Vanished | None:
+        return self._vanished.get(pod_uid)
+
+    def __len__(self) -> int:
+        return len(self._pods)
+
+    def phases(self) -> Counter[str]:
+        return Counter(
+            str((p.get("status") or {}).get("phase") or "Unknown") for p in self._pods.values()
+        )
+
+    def age_seconds(self) -> float:
+        return time.monotonic() - self.last_update if self.last_update else 0.0
+
+    # --- writes (the watcher, and /create for the pod it just made) ---------------------
+
+    def replace_all(self, pods: list[JsonObject]) -> None:
+        """A fresh LIST: the complete truth. Pods missing from it have vanished."""
+        fresh = {uid: pod for pod in pods if (uid := _uid_of(pod))}
+        now = time.time()
+        for uid, old in self._pods.items():
+            if uid not in fresh:
+                meta = old.get("metadata") or {}
+                self._vanished[uid] = Vanished(now, meta.get("namespace", ""), meta.get("name", ""))
+        self._pods = fresh
+        for uid in fresh:
+            self._vanished.pop(uid, None)
+        self.touch()
+
+    def upsert(self, pod: JsonObject) -> bool:
+        """Store ``pod`` unless the cache already has a newer version; True if stored."""
+        uid = _uid_of(pod)
+        if uid is None:
+            return False
+        current = self._pods.get(uid)
+        if current is not None and _version(current) > _version(pod):
+            return False
+        self._pods[uid] = pod
+        self._vanished.pop(uid, None)
+        self.touch()
+        return True
+
+    def remove(self, pod: JsonObject) -> None:
+        uid = _uid_of(pod)
+        if uid is None:
+            return
+        current = self._pods.get(uid)
+        if current is not None and _version(current) > _version(pod):
+            return  # a newer pod for the same uid (re-created) is already here
+        self._pods.pop(uid, None)
+        meta = pod.get("metadata") or {}
+        self._vanished[uid] = Vanished(time.time(), meta.get("namespace", ""), meta.get("name", ""))
+        self.touch()
+
+    def forget(self, pod_uid: str) -> None:
+        """The local pod is gone (``/delete``): nothing to report about it any more."""
+        self._vanished.pop(pod_uid, None)
+
+    def touch(self) -> None:
+        self.last_update = time.monotonic()
+
+    def confirm(self) -> None:
+        self.confirmed = True
+
+    def unconfirm(self, reason: str) -> None:
+        if self.confirmed:
+            self.unconfirmed_since = time.time()
+        self.confirmed = False
+        self.unconfirmed_reason = reason
+
+    def describe_unconfirmed(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.unconfirmed_since))
+        return (
+            f"remote pod status not confirmed since {stamp} ({self.unconfirmed_reason}); "
+            "not reporting possibly stale states"
+        )

@@ -1,0 +1,145 @@
+"""The remote watcher: LIST then WATCH every pod labelled ``interlink.io=offloading``.
+
+Contract: ``watch_forever`` runs until cancelled; it never returns and never raises
+anything but CancelledError. Every failure is a *restart* with a recorded reason:
+
+* ``gone``: the server answered 410 (our resourceVersion is older than what it keeps):
+  re-list at once;
+* ``inactivity``: no byte, not even a bookmark, for ``k8s.watch_inactivity_seconds``
+  (the server sends a bookmark about every minute, so the stream is dead);
+* ``unreachable`` / ``error``: the remote API server could not be reached, or answered
+  an error; the cache is marked unconfirmed (``/status`` says 503) until a re-list works.
+
+Restarts back off (1 s doubling to 30 s, +-20 % jitter) unless the previous watch was
+healthy for a minute. A stream the server ends normally (its ``timeoutSeconds``) is
+resumed from the last resourceVersion without a re-list and is not a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import datetime
+from typing import Any
+
+from metrics import Metrics
+from sidecar.api.wire import JsonObject
+from sidecar.offload import naming
+from sidecar.remote.cluster import RemoteCluster
+from sidecar.remote.errors import RemoteError
+from sidecar.settings import K8sSettings
+from sidecar.status.cache import StatusCache
+
+logger = logging.getLogger(__name__)
+
+SELECTOR = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
+HEALTHY_AFTER_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class _Restart(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def last_change(pod: JsonObject) -> float | None:
+    """Wall-clock time of the pod's last write, from managedFields (second precision)."""
+    stamps = [
+        entry.get("time")
+        for entry in (pod.get("metadata") or {}).get("managedFields") or []
+        if isinstance(entry, dict)
+    ]
+    parsed = []
+    for stamp in stamps:
+        if isinstance(stamp, str):
+            try:
+                parsed.append(datetime.fromisoformat(stamp).timestamp())
+            except ValueError:
+                continue
+    return max(parsed) if parsed else None
+
+
+def apply_event(cache: StatusCache, event: dict[str, Any]) -> str:
+    """Apply one watch event to the cache; returns the new resourceVersion ("" if none).
+
+    Raises _Restart for an ERROR event (410 Gone: ``gone``).
+    """
+    kind = event.get("type")
+    obj = event.get("object") if isinstance(event.get("object"), dict) else {}
+    assert isinstance(obj, dict)
+    if kind == "ERROR":
+        code = obj.get("code")
+        reason = "gone" if code == 410 else "error"
+        raise _Restart(reason, f"{code} {obj.get('reason', '')}: {obj.get('message', '')}")
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    if kind in ("ADDED", "MODIFIED"):
+        cache.upsert(obj)
+    elif kind == "DELETED":
+        cache.remove(obj)
+    elif kind == "BOOKMARK":
+        cache.touch()
+    return version
+
+
+class Watcher:
+    def __init__(
+        self, remote: RemoteCluster, cache: StatusCache, *, settings: K8sSettings, metrics: Metrics
+    ) -> None:
+        self._remote = remote
+        self._cache = cache
+        self._settings = settings
+        self._metrics = metrics
+        self.synced = asyncio.Event()
+
+    async def watch_forever(self) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._list_and_watch()
+            except _Restart as restart:
+                reason, detail = restart.reason, restart.detail
+            except RemoteError as exc:
+                reason = "unreachable" if exc.status == 0 else "error"
+                detail = str(exc)
+            except TimeoutError:
+                reason, detail = "inactivity", "no event or bookmark in time"
+            except Exception as exc:  # the watcher must never die
+                logger.exception("watch failed unexpectedly")
+                reason, detail = "bug", repr(exc)
+            self._metrics.watch_restarts.labels(reason).inc()
+            if reason != "gone":
+                self._cache.unconfirm(detail)
+            healthy = time.monotonic() - started > HEALTHY_AFTER_SECONDS
+            failures = 0 if healthy or reason == "gone" else failures + 1
+            delay = 0.0 if failures == 0 else min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
+            delay *= 0.8 + 0.4 * random.random()  # noqa: S311 - jitter, not security
+            logger.warning("watch restarts (%s: %s); next attempt in %.1f s", reason, detail, delay)
+            await asyncio.sleep(delay)
+
+    async def _list_and_watch(self) -> None:
+        pods, version = await self._remote.list_all_pods(SELECTOR)
+        self._cache.replace_all(pods)
+        self._cache.confirm()
+        self.synced.set()
+        logger.info(
+            "status cache synced: %d remote pod(s) at resourceVersion %s", len(pods), version
+        )
+        while True:  # each pass is one watch request, resumed where the last one ended
+            async for event in self._remote.watch_all_pods(
+                SELECTOR,
+                version,
+                timeout_seconds=self._settings.watch_timeout_seconds,
+                inactivity=self._settings.watch_inactivity_seconds,
+            ):
+                kind = str(event.get("type"))
+                self._metrics.watch_events.labels(kind).inc()
+                version = apply_event(self._cache, event) or version
+                if kind in ("ADDED", "MODIFIED"):
+                    changed = last_change(event.get("object") or {})
+                    if changed is not None:
+                        self._metrics.status_propagation.observe(max(0.0, time.time() - changed))
