@@ -25,6 +25,7 @@ from sidecar.api import wire
 from sidecar.offload.service import CreateFailed, Offloader
 from sidecar.offload.translate import remote_namespace_for
 from sidecar.remote.cluster import RemoteCluster
+from sidecar.remote.errors import RemoteError
 from sidecar.remote.health import RemoteHealth
 from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
@@ -42,6 +43,7 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 # How often a following log stream checks whether its client went away (aiohttp does not
 # cancel handlers on disconnect, and a quiet log gives no write to fail on).
 DISCONNECT_CHECK_SECONDS = 0.5
+HEADER_GRACE_SECONDS = 1.0
 
 # interLink sends whole pods with their ConfigMaps and Secrets (1 MiB each at most).
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -148,32 +150,47 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
             f"pod {req.ref.namespace}/{req.ref.name} has no container {req.container!r} "
             f"(containers: {', '.join(names)})",
         )
-    upstream = await remote.open_log(namespace, pod["metadata"]["name"], req.container, req.options)
+    opening = asyncio.create_task(
+        remote.open_log(namespace, pod["metadata"]["name"], req.container, req.options),
+        name="log-open",
+    )
+    # A following log may send no header until its first line: answer 200 at once
+    # after a short grace (interLink fails calls without headers after 120 s); until
+    # then an error can still be a proper status code.
+    done, _ = await asyncio.wait([opening], timeout=HEADER_GRACE_SECONDS)
+    if done:
+        opening.result()  # raises RemoteError: a 404/502 answer via the middleware
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
     metrics = request.app[METRICS_KEY]
     metrics.log_streams.inc()
-    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-    try:
-        await response.prepare(request)
 
-        async def copy() -> None:
+    async def stream() -> None:
+        upstream = await opening
+        try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-
-        copier = asyncio.create_task(copy(), name="log-copy")
-        watcher = asyncio.create_task(_client_gone(request), name="log-client-watch")
-        try:
-            await asyncio.wait([copier, watcher], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (copier, watcher):
-                task.cancel()
-            await asyncio.gather(copier, watcher, return_exceptions=True)
-        if copier.done() and not copier.cancelled() and copier.exception() is None:
-            await response.write_eof()
-    except (ConnectionResetError, aiohttp.ClientError) as exc:
-        logger.info("log stream of %s/%s ended: %s", namespace, pod["metadata"]["name"], exc)
+            upstream.close()
+
+    copier = asyncio.create_task(stream(), name="log-copy")
+    watcher = asyncio.create_task(_client_gone(request), name="log-client-watch")
+    try:
+        await asyncio.wait([copier, watcher], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        upstream.close()
+        for task in (copier, watcher, opening):
+            task.cancel()
+        await asyncio.gather(copier, watcher, opening, return_exceptions=True)
+        if not opening.cancelled() and opening.exception() is None:
+            opening.result().close()  # idempotent; covers a copier cancelled early
         metrics.log_streams.dec()
+    error = None if copier.cancelled() else copier.exception()
+    if isinstance(error, RemoteError):
+        await response.write(f"error: {error}\n".encode())
+    elif error is not None and not isinstance(error, ConnectionResetError | aiohttp.ClientError):
+        raise error
+    if not watcher.done() or watcher.cancelled():
+        await response.write_eof()
     return response
 
 

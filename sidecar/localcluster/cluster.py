@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,10 @@ class LocalCluster:
         self.etcd_port = 0
         self.admin_token = ""
         self.kubeconfig = workdir / "admin.kubeconfig"
+        self.sidecar_kubeconfig = workdir / "sidecar.kubeconfig"
+        """Credentials of user ``sidecar`` (cluster-admin): give these to the sidecar so
+        its requests can be told apart from the control plane's in the audit log."""
+        self.audit_log = workdir / "logs" / "audit.log"
         self.pod_log_file = workdir / "kwok" / "pod.log"
         """Every kwok pod's container log, in the CRI log format (see ``append_pod_log``)."""
         self.portforward_target_port = 0
@@ -123,16 +128,18 @@ class LocalCluster:
                     + f" (log: {log_path})"
                 )
 
-    def append_pod_log(self, line: str, *, stream: str = "stdout") -> None:
-        """Append one line to every kwok container's log.
+    def append_pod_log(
+        self, line: str, *, stream: str = "stdout", at: datetime | None = None
+    ) -> None:
+        """Append one line to every kwok container's log, stamped ``at`` (default: now).
 
         kwok serves the file through the pod log API and parses it as the CRI log format
-        that kubelets read: ``<RFC 3339 nano time> <stdout|stderr> F <message>``.
+        that kubelets read: ``<RFC 3339 nano time> <stdout|stderr> F <message>``; time
+        filters (sinceTime, sinceSeconds) use that stamp.
         """
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        fraction = f"{time.time() % 1:.9f}"[1:]
+        stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self.pod_log_file.open("a") as log:
-            log.write(f"{stamp}{fraction}Z {stream} F {line}\n")
+            log.write(f"{stamp} {stream} F {line}\n")
 
     def pids(self) -> list[int]:
         return [process.pid for _, process, _ in self._processes]
@@ -365,22 +372,58 @@ class LocalCluster:
         }
 
     def _write_kubeconfig(self, creds: pki.ClusterCredentials) -> None:
-        # JSON is YAML: every kubeconfig loader reads it.
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
+        for path, user, token in (
+            (self.kubeconfig, "admin", creds.admin_token),
+            (self.sidecar_kubeconfig, "sidecar", creds.sidecar_token),
+        ):
+            # JSON is YAML: every kubeconfig loader reads it.
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": self.server,
+                            "certificate-authority": str(creds.ca_cert),
+                        },
+                    }
+                ],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+                "current-context": "local",
+            }
+            path.write_text(json.dumps(config, indent=2))
+            path.chmod(0o600)
+
+    def _write_audit_policy(self) -> Path:
+        """Log who asked what (no bodies): tests count the sidecar's own requests."""
+        path = self.workdir / "pki" / "audit-policy.yaml"
+        path.write_text(
+            json.dumps(
                 {
-                    "name": "local",
-                    "cluster": {"server": self.server, "certificate-authority": str(creds.ca_cert)},
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}],
                 }
-            ],
-            "users": [{"name": "admin", "user": {"token": creds.admin_token}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
-            "current-context": "local",
-        }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
-        self.kubeconfig.chmod(0o600)
+            )
+        )
+        return path
+
+    def audit_events(self, *, user: str) -> list[dict[str, Any]]:
+        """Audit log entries (ResponseComplete and friends) of requests made by ``user``."""
+        events: list[dict[str, Any]] = []
+        if not self.audit_log.exists():
+            return events
+        for line in self.audit_log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if (event.get("user") or {}).get("username") == user:
+                events.append(event)
+        return events
 
     def _write_kwok_config(self) -> Path:
         self.pod_log_file.parent.mkdir(parents=True, exist_ok=True)

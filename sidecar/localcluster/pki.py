@@ -23,6 +23,7 @@ class ClusterCredentials:
     service_account_key: Path
     token_file: Path
     admin_token: str
+    sidecar_token: str
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -102,7 +103,7 @@ def generate(directory: Path) -> ClusterCredentials:
     )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = secrets.token_hex(24)
+    token, sidecar_token = secrets.token_hex(24), secrets.token_hex(24)
     pem = serialization.Encoding.PEM
     return ClusterCredentials(
         ca_cert=_write(directory / "ca.crt", ca_cert.public_bytes(pem)),
@@ -111,7 +112,12 @@ def generate(directory: Path) -> ClusterCredentials:
         service_account_key=_write(directory / "sa.key", _pem_key(sa_key)),
         # kube-apiserver --token-auth-file line: token,user,uid,"group1,group2"
         token_file=_write(
-            directory / "tokens.csv", f'{token},admin,admin-uid,"system:masters"\n'.encode()
+            directory / "tokens.csv",
+            (
+                f'{token},admin,admin-uid,"system:masters"\n'
+                f'{sidecar_token},sidecar,sidecar-uid,"system:masters"\n'
+            ).encode(),
         ),
         admin_token=token,
+        sidecar_token=sidecar_token,
     )

@@ -1,0 +1,157 @@
+"""/getLogs streams the remote container log: follow, tail, bytes, times, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sidecar.localcluster import LocalCluster
+from tests import podshapes
+from tests.fixtures.sidecar_process import SidecarProcess
+from tests.integration.plugin_client import call, poll
+
+pytestmark = pytest.mark.controlplane
+
+
+@pytest.fixture(scope="module")
+def running_pod(sidecar_module: SidecarProcess) -> dict[str, Any]:
+    """A running two-container pod, shared by the module's tests."""
+    return asyncio.run(_running_pod(sidecar_module))
+
+
+async def _running_pod(sidecar_module: SidecarProcess) -> dict[str, Any]:
+    uid = str(uuid.uuid4())
+    body = podshapes.body(
+        podshapes.pod(
+            uid,
+            f"logs-{uid[:8]}",
+            {"containers": [podshapes.container("main"), podshapes.container("side")]},
+        )
+    )
+    code, answer = await call(sidecar_module, "POST", "/create", body)
+    assert code == 200, answer
+
+    async def phase() -> list[str]:
+        _, raw = await call(sidecar_module, "GET", "/status", [body["pod"]])
+        return [next(iter(c["state"])) for c in json.loads(raw)[0]["containers"]]
+
+    await poll("the pod to run", phase, lambda s: s == ["running", "running"])
+    return dict(body["pod"])
+
+
+def log_request(pod: dict[str, Any], **opts: Any) -> dict[str, Any]:
+    options = {
+        "Tail": 0,
+        "Bytes": 0,
+        "Timestamps": False,
+        "Follow": False,
+        "Previous": False,
+        "SinceSeconds": 0,
+        "SinceTime": "0001-01-01T00:00:00Z",
+    } | opts
+    return {
+        "Namespace": "default",
+        "PodUID": pod["metadata"]["uid"],
+        "PodName": pod["metadata"]["name"],
+        "ContainerName": "side",
+        "Opts": options,
+    }
+
+
+def metric(sidecar: SidecarProcess, name: str) -> float:
+    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def test_follow_streams_new_lines_and_stops_when_the_client_leaves(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
+) -> None:
+    marker = uuid.uuid4().hex
+    body = json.dumps(log_request(running_pod, Follow=True, Tail=1))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(sidecar_module.tcp_url + "/getLogs", data=body) as response,
+    ):
+        assert response.status == 200
+        await poll(
+            "the stream to be counted",
+            lambda: asyncio.to_thread(metric, sidecar_module, "sidecar_logs_streams"),
+            lambda v: v >= 1,
+        )
+        received = b""
+        for index in range(3):
+            control_plane.append_pod_log(f"{marker} line {index}")
+            async with asyncio.timeout(15):
+                while f"{marker} line {index}".encode() not in received:
+                    received += await response.content.readany()
+        assert json.dumps({"k": marker}).encode() not in received
+        control_plane.append_pod_log(json.dumps({"k": marker}))
+        async with asyncio.timeout(15):
+            while json.dumps({"k": marker}).encode() not in received:
+                received += await response.content.readany()
+    await poll(
+        "the remote stream to be closed",
+        lambda: asyncio.to_thread(metric, sidecar_module, "sidecar_logs_streams"),
+        lambda v: v == 0,
+    )
+
+
+async def test_tail(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
+) -> None:
+    marker = uuid.uuid4().hex
+    for index in range(5):
+        control_plane.append_pod_log(f"{marker} tail {index}")
+    code, body = await call(sidecar_module, "GET", "/getLogs", log_request(running_pod, Tail=2))
+    assert code == 200
+    assert body.decode().splitlines() == [f"{marker} tail 3", f"{marker} tail 4"]
+
+
+async def test_bytes_limit(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
+) -> None:
+    control_plane.append_pod_log("x" * 100)
+    code, body = await call(sidecar_module, "GET", "/getLogs", log_request(running_pod, Bytes=10))
+    assert code == 200
+    assert 0 < len(body) <= 10
+
+
+async def test_timestamps_and_since_time(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
+) -> None:
+    old, new = uuid.uuid4().hex, uuid.uuid4().hex
+    now = datetime.now(UTC)
+    control_plane.append_pod_log(f"{old} before", at=now - timedelta(minutes=2))
+    control_plane.append_pod_log(f"{new} after", at=now)
+    since = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, body = await call(
+        sidecar_module,
+        "GET",
+        "/getLogs",
+        log_request(running_pod, SinceTime=since, Timestamps=True),
+    )
+    assert code == 200
+    text = body.decode()
+    assert new in text and old not in text
+    line = next(line for line in text.splitlines() if new in line)
+    stamp = line.split(" ", 1)[0]
+    assert datetime.fromisoformat(stamp).tzinfo is not None
+
+
+async def test_unknown_container_is_a_404(
+    sidecar_module: SidecarProcess, running_pod: dict[str, Any]
+) -> None:
+    request = log_request(running_pod) | {"ContainerName": "nope"}
+    code, body = await call(sidecar_module, "GET", "/getLogs", request)
+    assert code == 404
+    assert b"'nope'" in body and b"main, side" in body
