@@ -184,7 +184,7 @@ class LocalCluster:
     # --- API access (sync, for set-up only) ---------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10) -> Any:
-        """One authenticated JSON request to the API server."""
+        """One authenticated JSON request to the API server (PATCH: a merge patch)."""
         assert self._ssl is not None
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(  # noqa: S310 - https to our own server
@@ -193,7 +193,9 @@ class LocalCluster:
             method=method,
             headers={
                 "Authorization": f"Bearer {self.admin_token}",
-                "Content-Type": "application/json",
+                "Content-Type": (
+                    "application/merge-patch+json" if method == "PATCH" else "application/json"
+                ),
             },
         )
         with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as response:  # noqa: S310

@@ -1,0 +1,221 @@
+"""Status pipeline benchmark: many offloaded pods running on kwok, one sidecar watching them.
+
+Run: ``.venv/bin/python -m tests.bench.status_bench [--pods 5000]`` (after ``make test``
+built the binaries). It starts its own control plane and sidecar on 127.0.0.1, creates
+the pods directly in the remote cluster with the sidecar's labels (as the sidecar
+would), waits until kwok runs them all, then measures:
+
+* initial sync: sidecar start to its first answered ``/status`` (LIST of every pod);
+* ``/status`` latency for one pod, 2,000 sequential calls (p50/p99);
+* status propagation: a remote status change (PATCH of a pod's status) to ``/status``
+  showing it, 100 samples (p50/p99);
+* the sidecar's resident memory (VmRSS) with all pods cached.
+
+Everything it starts is stopped at the end; all traffic stays on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sidecar.localcluster import LocalCluster, ensure_binaries
+from sidecar.offload import naming
+from tests.fixtures.sidecar_process import launch
+
+NAMESPACE = "offloading-bench"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def remote_pod(index: int, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"bench-{index}-{uid}",
+            "labels": naming.ownership_labels(uid),
+            "annotations": naming.ownership_annotations(
+                source_uid=uid, name=f"bench-{index}", namespace="bench"
+            ),
+        },
+        "spec": {
+            "containers": [{"name": "main", "image": "busybox"}],
+            "automountServiceAccountToken": False,
+        },
+    }
+
+
+def local_pod(index: int, uid: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"bench-{index}", "namespace": "bench", "uid": uid},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }
+
+
+async def create_pods(cluster: LocalCluster, uids: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+    ssl_context = cluster._ssl  # the cluster's own CA context
+    url = f"{cluster.server}/api/v1/namespaces/{NAMESPACE}/pods"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        semaphore = asyncio.Semaphore(32)
+
+        async def one(index: int, uid: str) -> None:
+            async with semaphore:
+                for _ in range(20):
+                    async with session.post(url, json=remote_pod(index, uid), ssl=ssl_context) as r:
+                        if r.status in (201, 409):
+                            return
+                        if r.status == 403:  # default ServiceAccount not there yet
+                            await asyncio.sleep(0.5)
+                            continue
+                        raise RuntimeError(f"create failed: {r.status} {await r.text()}")
+
+        await asyncio.gather(*(one(i, uid) for i, uid in enumerate(uids)))
+
+
+def running_count(cluster: LocalCluster) -> int:
+    items = cluster.request(
+        "GET",
+        f"/api/v1/namespaces/{NAMESPACE}/pods?fieldSelector=status.phase=Running",
+        timeout=120,
+    )["items"]
+    return len(items)
+
+
+async def status_of(session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> Any:
+    async with session.get(url + "/status", data=json.dumps([pod])) as response:
+        return response.status, await response.json(content_type=None)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def measure(cluster: LocalCluster, workdir: Path, uids: list[str]) -> dict[str, Any]:
+    started = time.monotonic()
+    sidecar = launch(workdir, cluster, name="bench-sidecar")
+    probe = local_pod(0, uids[0])
+    results: dict[str, Any] = {}
+    try:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    code, _ = await status_of(session, sidecar.tcp_url, probe)
+                    if code == 200:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+            results["initial_sync_seconds"] = round(time.monotonic() - started, 2)
+            results["rss_mib_after_sync"] = round(rss_mib(sidecar.process.pid), 1)
+
+            latencies = []
+            for _ in range(2000):
+                t0 = time.perf_counter()
+                await status_of(session, sidecar.tcp_url, probe)
+                latencies.append((time.perf_counter() - t0) * 1000)
+            results["status_latency_ms_p50"] = round(statistics.median(latencies), 2)
+            results["status_latency_ms_p99"] = round(percentile(latencies, 0.99), 2)
+
+            delays = []
+            for index in range(100):
+                uid = uids[index]
+                name = f"bench-{index}-{uid}"
+                patch = {
+                    "status": {
+                        "containerStatuses": [
+                            {
+                                "name": "main",
+                                "image": "busybox",
+                                "imageID": "",
+                                "ready": True,
+                                "restartCount": 0,
+                                "started": True,
+                                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                                "lastState": {
+                                    "terminated": {"exitCode": index + 1, "reason": "Bench"}
+                                },
+                            }
+                        ]
+                    }
+                }
+                t0 = time.monotonic()
+                await asyncio.to_thread(
+                    cluster.request,
+                    "PATCH",
+                    f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/status",
+                    patch,
+                )
+                while True:
+                    _, body = await status_of(session, sidecar.tcp_url, local_pod(index, uid))
+                    last = body[0]["containers"][0].get("lastState", {})
+                    if last.get("terminated", {}).get("exitCode") == index + 1:
+                        break
+                    await asyncio.sleep(0.002)
+                delays.append((time.monotonic() - t0) * 1000)
+            results["propagation_ms_p50"] = round(statistics.median(delays), 1)
+            results["propagation_ms_p99"] = round(percentile(delays, 0.99), 1)
+            results["rss_mib_end"] = round(rss_mib(sidecar.process.pid), 1)
+    finally:
+        sidecar.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pods", type=int, default=5000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="status-bench-"))
+    cluster = LocalCluster(workdir / "cluster", ensure_binaries(), nodes=0, progress=print)
+    with cluster:
+        for index in range(3):
+            cluster.request(
+                "POST",
+                "/api/v1/nodes",
+                LocalCluster.node_body(
+                    f"bench-node-{index}",
+                    allocatable={"cpu": "1000", "memory": "4Ti", "pods": "3000"},
+                ),
+            )
+        cluster.request(
+            "POST",
+            "/api/v1/namespaces",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NAMESPACE, "labels": {"interlink.io": "offloading"}},
+            },
+        )
+        uids = [str(uuid.uuid4()) for _ in range(args.pods)]
+        t0 = time.monotonic()
+        asyncio.run(create_pods(cluster, uids))
+        print(f"created {args.pods} pods in {time.monotonic() - t0:.1f} s")
+        while (running := running_count(cluster)) < args.pods:
+            print(f"{running}/{args.pods} running")
+            time.sleep(5)
+        print(f"all running after {time.monotonic() - t0:.1f} s")
+        results = asyncio.run(measure(cluster, workdir, uids))
+        results["pods"] = args.pods
+        results["cpu_cores"] = os.cpu_count()
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
