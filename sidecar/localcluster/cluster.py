@@ -65,11 +65,14 @@ class LocalCluster:
         *,
         nodes: int = 2,
         progress: Callable[[str], None] = lambda _line: None,
+        apiserver_flags: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.binaries = binaries
         self.node_names = [f"kwok-node-{i}" for i in range(nodes)]
         self._progress = progress
+        self._apiserver_flags = apiserver_flags
+        """Extra kube-apiserver flags (tests of watch edge cases)."""
         self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._argv: dict[str, list[str]] = {}
         self.api_port = 0
@@ -274,6 +277,12 @@ class LocalCluster:
                 "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",
+                f"--audit-policy-file={self._write_audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxbackup=1",
+                "--audit-log-maxsize=200",
+                *self._apiserver_flags,
             ],
         )
         self._write_kubeconfig(creds)

@@ -98,7 +98,8 @@ def running_count(cluster: LocalCluster) -> int:
 
 async def status_of(session: aiohttp.ClientSession, url: str, pod: dict[str, Any]) -> Any:
     async with session.get(url + "/status", data=json.dumps([pod])) as response:
-        return response.status, await response.json(content_type=None)
+        text = await response.text()
+        return response.status, json.loads(text) if response.status == 200 else text
 
 
 def rss_mib(pid: int) -> float:

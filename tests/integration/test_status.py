@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
+import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from sidecar.localcluster import LocalCluster
 from sidecar.status.mapping import DELETED_REASON
 from tests import podshapes
-from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
+from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar, launch
 from tests.integration.plugin_client import call, poll
 
 pytestmark = pytest.mark.controlplane
@@ -149,6 +152,7 @@ async def test_status_makes_no_remote_call(
         )
 
     before = pod_reads()
+    assert before > 0, "the audit log must see the sidecar's own LIST, or this test proves nothing"
     results = await asyncio.gather(*(status(sidecar_module, pod) for _ in range(1000)))
     assert all(states(r) == ["running"] for r in results)
     assert pod_reads() == before
@@ -189,3 +193,81 @@ async def test_outage_makes_status_503_then_it_recovers(
         timeout=20,
     )
     assert time.monotonic() - started < 20
+
+
+def gone_restarts(sidecar: SidecarProcess) -> float:
+    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('sidecar_watch_restarts_total{reason="gone"}'):
+                return float(line.split()[1])
+    return 0.0
+
+
+def server_says_gone(cluster: LocalCluster, version: str) -> bool:
+    """Would a watch from ``version`` be refused with 410 now? (Asks the real server.)"""
+    try:
+        answer = cluster.request(
+            "GET", f"/api/v1/pods?watch=1&resourceVersion={version}&timeoutSeconds=1", timeout=10
+        )
+    except ValueError:
+        return False  # several events: the server still has that history
+    if not isinstance(answer, dict):
+        return False
+    return answer.get("type") == "ERROR" and (answer.get("object") or {}).get("code") == 410
+
+
+def test_410_gone_forces_a_relist(tmp_path: Path, control_plane: LocalCluster) -> None:
+    """The sidecar is frozen (SIGSTOP) until etcd has compacted away its last
+    resourceVersion; resumed, its watch gets 410 Gone and must re-list.
+
+    Its own small cluster: pods are watched from etcd (no watch cache) and etcd is
+    compacted every 5 s, so "too old" happens in seconds instead of minutes.
+    """
+    cluster = LocalCluster(
+        tmp_path / "cluster",
+        control_plane.binaries,
+        nodes=1,
+        apiserver_flags=("--watch-cache-sizes=pods#0", "--etcd-compaction-interval=5s"),
+    )
+    with cluster:
+        sidecar = launch(tmp_path, cluster, env={"K8S_WATCH_TIMEOUT_SECONDS": "2"})
+        try:
+            sidecar.wait_until_ready()
+            asyncio.run(_freeze_until_gone(cluster, sidecar))
+        finally:
+            sidecar.process.kill()
+            sidecar.process.wait()
+
+
+async def _freeze_until_gone(cluster: LocalCluster, sidecar: SidecarProcess) -> None:
+    pod = await create(sidecar, annotated({}, "main"))
+    await poll("the pod to run", lambda: status(sidecar, pod), lambda r: states(r) == ["running"])
+    version = cluster.request("GET", "/api/v1/pods?limit=1")["metadata"]["resourceVersion"]
+    sidecar.process.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 90
+        index = 0
+        while not server_says_gone(cluster, version):
+            assert time.monotonic() < deadline, "etcd kept the old revision"
+            # Writes move etcd's revision past ours, so compaction can drop it.
+            cluster.request(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"churn-{index}"}},
+            )
+            index += 1
+            await asyncio.sleep(0.2)  # paced writes while polling the server's verdict
+    finally:
+        sidecar.process.send_signal(signal.SIGCONT)
+    await poll(
+        "the watch to restart on 410",
+        lambda: asyncio.to_thread(gone_restarts, sidecar),
+        lambda count: count >= 1,
+        timeout=60,
+    )
+    result = await poll(
+        "/status after the re-list",
+        lambda: status(sidecar, pod),
+        lambda r: states(r) == ["running"],
+    )
+    assert result["UID"] == pod["metadata"]["uid"]
