@@ -24,6 +24,13 @@ def _uid_of(pod: JsonObject) -> str | None:
     return uid if isinstance(uid, str) and uid else None
 
 
+def _slim(pod: JsonObject) -> JsonObject:
+    """Drop what ``/status`` never reads and that weighs most: managedFields (often half
+    of a pod's JSON). Modifies and returns ``pod`` (an object nobody else keeps)."""
+    (pod.get("metadata") or {}).pop("managedFields", None)
+    return pod
+
+
 def _version(pod: JsonObject) -> int:
     try:
         return int((pod.get("metadata") or {}).get("resourceVersion") or 0)
@@ -73,7 +80,7 @@ class StatusCache:
 
     def replace_all(self, pods: list[JsonObject]) -> None:
         """A fresh LIST: the complete truth. Pods missing from it have vanished."""
-        fresh = {uid: pod for pod in pods if (uid := _uid_of(pod))}
+        fresh = {uid: _slim(pod) for pod in pods if (uid := _uid_of(pod))}
         now = time.time()
         for uid, old in self._pods.items():
             if uid not in fresh:
@@ -92,7 +99,7 @@ class StatusCache:
         current = self._pods.get(uid)
         if current is not None and _version(current) > _version(pod):
             return False
-        self._pods[uid] = pod
+        self._pods[uid] = _slim(pod)
         self._vanished.pop(uid, None)
         self.touch()
         return True

@@ -138,8 +138,8 @@ class Watcher:
             ):
                 kind = str(event.get("type"))
                 self._metrics.watch_events.labels(kind).inc()
+                # Read before the cache slims the object (it drops managedFields).
+                changed = last_change(event.get("object") or {})
                 version = apply_event(self._cache, event) or version
-                if kind in ("ADDED", "MODIFIED"):
-                    changed = last_change(event.get("object") or {})
-                    if changed is not None:
-                        self._metrics.status_propagation.observe(max(0.0, time.time() - changed))
+                if kind in ("ADDED", "MODIFIED") and changed is not None:
+                    self._metrics.status_propagation.observe(max(0.0, time.time() - changed))

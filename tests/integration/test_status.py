@@ -73,6 +73,8 @@ async def test_a_container_restart_reaches_status(sidecar_module: SidecarProcess
     main = result["containers"][0]
     assert "running" in main["state"]
     assert main["lastState"]["terminated"]["exitCode"] == 1
+    observed = metric_value(sidecar_module, "sidecar_status_propagation_delay_seconds_count")
+    assert observed >= 1, "the propagation delay of watch events is measured"
 
 
 async def test_init_containers_in_spec_order(sidecar_module: SidecarProcess) -> None:
@@ -195,12 +197,17 @@ async def test_outage_makes_status_503_then_it_recovers(
     assert time.monotonic() - started < 20
 
 
-def gone_restarts(sidecar: SidecarProcess) -> float:
+def metric_value(sidecar: SidecarProcess, series: str) -> float:
+    """The value of one exposed series (name with labels), 0 if absent."""
     with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith('sidecar_watch_restarts_total{reason="gone"}'):
+            if line.startswith(series + " "):
                 return float(line.split()[1])
     return 0.0
+
+
+def gone_restarts(sidecar: SidecarProcess) -> float:
+    return metric_value(sidecar, 'sidecar_watch_restarts_total{reason="gone"}')
 
 
 def server_says_gone(cluster: LocalCluster, version: str) -> bool:
