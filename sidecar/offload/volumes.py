@@ -258,36 +258,36 @@ class _VolumeTranslator:
             "interLink did not send it",
         )
 
+    def _object_volume(
+        self, index: int, volume: JsonObject, source_key: str, name_key: str, kind: str
+    ) -> JsonObject | None:
+        """A configMap or secret volume: point it at the copy, or decide it cannot work."""
+        source = volume[source_key]
+        ref_name = source.get(name_key, "")
+        sent = self.config_maps if kind == "ConfigMap" else self.secrets
+        if ref_name in sent:
+            source[name_key] = self._copy(kind, ref_name)
+            return volume
+        if source.get("optional"):
+            source[name_key] = naming.scoped_name(ref_name, self.ref.uid)
+            return volume
+        if volume.get("name") not in self.mounted:
+            self.warn(index, volume, f"not mounted, and its {kind} was not sent")
+            return None
+        raise self.missing(index, f"{source_key}.{name_key}", kind, ref_name)
+
     # --- driver -------------------------------------------------------------------------
 
     def translate(self, index: int, volume: JsonObject) -> JsonObject | None:
         name = volume.get("name")
         if "emptyDir" in volume:
             return volume
-        if isinstance(volume.get("configMap"), dict):
-            ref_name = volume["configMap"].get("name", "")
-            if ref_name in self.config_maps:
-                volume["configMap"]["name"] = self._copy("ConfigMap", ref_name)
-                return volume
-            if volume["configMap"].get("optional"):
-                volume["configMap"]["name"] = naming.scoped_name(ref_name, self.ref.uid)
-                return volume
-            if name not in self.mounted:
-                self.warn(index, volume, "not mounted, and its ConfigMap was not sent")
-                return None
-            raise self.missing(index, "configMap.name", "ConfigMap", ref_name)
-        if isinstance(volume.get("secret"), dict):
-            ref_name = volume["secret"].get("secretName", "")
-            if ref_name in self.secrets:
-                volume["secret"]["secretName"] = self._copy("Secret", ref_name)
-                return volume
-            if volume["secret"].get("optional"):
-                volume["secret"]["secretName"] = naming.scoped_name(ref_name, self.ref.uid)
-                return volume
-            if name not in self.mounted:
-                self.warn(index, volume, "not mounted, and its Secret was not sent")
-                return None
-            raise self.missing(index, "secret.secretName", "Secret", ref_name)
+        for source_key, name_key, kind in (
+            ("configMap", "name", "ConfigMap"),
+            ("secret", "secretName", "Secret"),
+        ):
+            if isinstance(volume.get(source_key), dict):
+                return self._object_volume(index, volume, source_key, name_key, kind)
         if isinstance(volume.get("projected"), dict):
             if name in self.projected:
                 return self.projected_from_data(volume, "projected")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,3 +74,32 @@ async def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
         await asyncio.sleep(0.2)  # polling a condition with a deadline
+
+
+def log_request(pod: dict[str, Any], container: str, **opts: Any) -> dict[str, Any]:
+    """A ``LogStruct`` as interLink sends it (every key present, Go zero values)."""
+    options = {
+        "Tail": 0,
+        "Bytes": 0,
+        "Timestamps": False,
+        "Follow": False,
+        "Previous": False,
+        "SinceSeconds": 0,
+        "SinceTime": "0001-01-01T00:00:00Z",
+    } | opts
+    return {
+        "Namespace": pod["metadata"]["namespace"],
+        "PodUID": pod["metadata"]["uid"],
+        "PodName": pod["metadata"]["name"],
+        "ContainerName": container,
+        "Opts": options,
+    }
+
+
+def metric_value(sidecar: SidecarProcess, series: str) -> float:
+    """The value of one series (name with labels) on the sidecar's /metrics, 0 if absent."""
+    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[1])
+    return 0.0

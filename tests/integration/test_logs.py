@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess
+from tests.integration import plugin_client
 from tests.integration.plugin_client import call, poll
 
 pytestmark = pytest.mark.controlplane
@@ -47,30 +47,11 @@ async def _running_pod(sidecar_module: SidecarProcess) -> dict[str, Any]:
 
 
 def log_request(pod: dict[str, Any], **opts: Any) -> dict[str, Any]:
-    options = {
-        "Tail": 0,
-        "Bytes": 0,
-        "Timestamps": False,
-        "Follow": False,
-        "Previous": False,
-        "SinceSeconds": 0,
-        "SinceTime": "0001-01-01T00:00:00Z",
-    } | opts
-    return {
-        "Namespace": "default",
-        "PodUID": pod["metadata"]["uid"],
-        "PodName": pod["metadata"]["name"],
-        "ContainerName": "side",
-        "Opts": options,
-    }
+    return plugin_client.log_request(pod, "side", **opts)
 
 
 def metric(sidecar: SidecarProcess, name: str) -> float:
-    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
+    return plugin_client.metric_value(sidecar, name)
 
 
 async def test_follow_streams_new_lines_and_stops_when_the_client_leaves(

@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sidecar.localcluster import LocalCluster
 from sidecar.status.mapping import DELETED_REASON
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar, launch
-from tests.integration.plugin_client import call, poll
+from tests.integration.plugin_client import call, metric_value, poll
 
 pytestmark = pytest.mark.controlplane
 
@@ -195,15 +194,6 @@ async def test_outage_makes_status_503_then_it_recovers(
         timeout=20,
     )
     assert time.monotonic() - started < 20
-
-
-def metric_value(sidecar: SidecarProcess, series: str) -> float:
-    """The value of one exposed series (name with labels), 0 if absent."""
-    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[1])
-    return 0.0
 
 
 def gone_restarts(sidecar: SidecarProcess) -> float:

@@ -11,6 +11,7 @@ import pytest
 
 from sidecar.localcluster import LocalCluster
 from tests.fixtures.sidecar_process import SidecarProcess
+from tests.integration import plugin_client
 from tests.integration.plugin_client import call, create_body, new_pod, poll
 
 pytestmark = pytest.mark.controlplane
@@ -52,21 +53,7 @@ async def test_pod_lifecycle_through_the_plugin_api(
 
     marker = f"hello from {uid}"
     control_plane.append_pod_log(marker)
-    log_request = {
-        "Namespace": "default",
-        "PodUID": uid,
-        "PodName": pod["metadata"]["name"],
-        "ContainerName": "helper",
-        "Opts": {
-            "Tail": 0,
-            "Bytes": 0,
-            "Timestamps": False,
-            "Follow": False,
-            "Previous": False,
-            "SinceSeconds": 0,
-            "SinceTime": "0001-01-01T00:00:00Z",
-        },
-    }
+    log_request = plugin_client.log_request(pod, "helper")
     code, body = await call(sidecar_module, "GET", "/getLogs", log_request)
     assert code == 200, body
     assert marker in body.decode()
