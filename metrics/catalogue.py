@@ -54,6 +54,18 @@ class Metrics:
     """Seconds since the status cache last heard from the watch (event or bookmark)."""
     log_streams: Gauge
     """Open /getLogs streams."""
+    tunnels: Gauge
+    """Tunnels by state (pending, open, error)."""
+    tunnel_connections: Gauge
+    """Connections being forwarded right now."""
+    tunnel_bytes: Counter
+    """Bytes forwarded, by direction (to_pod, from_pod)."""
+    tunnel_connection_errors: Counter
+    """Tunnel errors by reason (host_key, auth, timeout, connect, dial)."""
+    ssh_reconnects: Counter
+    """Gateway connections lost (each followed by a reconnect)."""
+    gateway_connected: Gauge
+    """1 while the SSH connection to the gateway is up."""
 
 
 def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
@@ -161,6 +173,51 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             "Open /getLogs streams",
             namespace=NAMESPACE,
             subsystem="logs",
+            registry=registry,
+        ),
+        tunnels=Gauge(
+            "tunnels",
+            "Tunnels by state",
+            ["state"],
+            namespace=NAMESPACE,
+            subsystem="tunnel",
+            registry=registry,
+        ),
+        tunnel_connections=Gauge(
+            "active_connections",
+            "Connections being forwarded",
+            namespace=NAMESPACE,
+            subsystem="tunnel",
+            registry=registry,
+        ),
+        tunnel_bytes=Counter(
+            "bytes",
+            "Bytes forwarded by direction",
+            ["direction"],
+            namespace=NAMESPACE,
+            subsystem="tunnel",
+            registry=registry,
+        ),
+        tunnel_connection_errors=Counter(
+            "errors",
+            "Tunnel errors by reason",
+            ["reason"],
+            namespace=NAMESPACE,
+            subsystem="tunnel",
+            registry=registry,
+        ),
+        ssh_reconnects=Counter(
+            "ssh_reconnects",
+            "Gateway connections lost",
+            namespace=NAMESPACE,
+            subsystem="tunnel",
+            registry=registry,
+        ),
+        gateway_connected=Gauge(
+            "gateway_connected",
+            "1 while the gateway connection is up",
+            namespace=NAMESPACE,
+            subsystem="tunnel",
             registry=registry,
         ),
         pending_deletes=Gauge(

@@ -39,6 +39,8 @@ from sidecar.settings import Settings
 from sidecar.status.cache import StatusCache
 from sidecar.status.watcher import Watcher
 from sidecar.supervision import RootTasks, serve_until_cancelled
+from sidecar.tunnels import TunnelConfigError, feed_forever, make_dialer, tunnel_config
+from tunnel.manager import TunnelManager
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,18 @@ async def run(
         return EXIT_CONFIG
     remote = RemoteCluster(api_client, timeout=settings.k8s.request_timeout_seconds)
     metrics = make_metrics(CollectorRegistry(), version=__version__)
+    tunnels: TunnelManager | None = None
+    if settings.tcp_tunnel.enabled:
+        try:
+            tunnels = TunnelManager(
+                tunnel_config(settings.tcp_tunnel),
+                make_dialer(settings.tcp_tunnel, api_client),
+                metrics=metrics,
+            )
+        except TunnelConfigError as exc:
+            logger.error("%s", exc)
+            await remote.close()
+            return EXIT_CONFIG
     metrics.pending_deletes.set_function(lambda: len(journal))
     cache = StatusCache()
     metrics.cache_pods.set_function(lambda: len(cache))
@@ -106,7 +120,7 @@ async def run(
         shutdown_timeout=budget * 0.6,
     )
     ops_runner = web.AppRunner(
-        make_ops_app(state=state, health=health, metrics=metrics),
+        make_ops_app(state=state, health=health, metrics=metrics, tunnels=tunnels),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=1.0,
@@ -157,6 +171,12 @@ async def run(
         ),
     )
     tasks.start("remote-watcher", watcher.watch_forever())
+    if tunnels is not None:
+        tasks.start("tunnel-manager", tunnels.run())
+        tasks.start(
+            "tunnel-feeder",
+            feed_forever(cache, tunnels, annotated_only=settings.tcp_tunnel.pods == "annotated"),
+        )
     tasks.start(
         "janitor",
         run_janitor(offloader, journal, max_backoff=settings.app.janitor_max_backoff_seconds),
@@ -185,7 +205,10 @@ async def run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     try:
-        await tasks.stop(["remote-watcher", "remote-prober", "janitor"], timeout=budget * 0.1)
+        await tasks.stop(
+            ["tunnel-feeder", "tunnel-manager", "remote-watcher", "remote-prober", "janitor"],
+            timeout=budget * 0.1,
+        )
         await tasks.stop(["plugin-api-server"], timeout=budget * 0.7)
         await tasks.stop(["ops-server"], timeout=budget * 0.1)
     finally:

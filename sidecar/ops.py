@@ -13,6 +13,7 @@ from aiohttp import web
 
 from metrics import Metrics, metrics_handler
 from sidecar.remote.health import RemoteHealth
+from tunnel.manager import TunnelManager
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class ProcessState:
 
 STATE_KEY = web.AppKey("state", ProcessState)
 HEALTH_KEY = web.AppKey("health", RemoteHealth)
+TUNNELS_KEY = web.AppKey("tunnels", TunnelManager)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -43,13 +45,36 @@ async def readyz(request: web.Request) -> web.Response:
         return web.Response(status=503, text="shutting down\n")
     if not health.up:
         return web.Response(status=503, text=health.describe() + "\n")
+    tunnels = request.app.get(TUNNELS_KEY)
+    if tunnels is not None and not tunnels.connected:
+        return web.Response(status=503, text="tunnel gateway not connected\n")
     return web.Response(text="ok\n")
 
 
-def make_ops_app(*, state: ProcessState, health: RemoteHealth, metrics: Metrics) -> web.Application:
+async def tunnels_view(request: web.Request) -> web.Response:
+    """The pod port -> gateway port mapping, with each tunnel's state and reason."""
+    tunnels = request.app.get(TUNNELS_KEY)
+    body = {
+        "enabled": tunnels is not None,
+        "gateway_connected": bool(tunnels and tunnels.connected),
+        "tunnels": [t.as_json() for t in tunnels.snapshot()] if tunnels else [],
+    }
+    return web.json_response(body)
+
+
+def make_ops_app(
+    *,
+    state: ProcessState,
+    health: RemoteHealth,
+    metrics: Metrics,
+    tunnels: TunnelManager | None = None,
+) -> web.Application:
     app = web.Application()
     app[STATE_KEY] = state
     app[HEALTH_KEY] = health
+    if tunnels is not None:
+        app[TUNNELS_KEY] = tunnels
+    app.router.add_get("/tunnels", tunnels_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))

@@ -168,6 +168,25 @@ class TcpTunnelSettings:
     gateway_port: int
     gateway_ssh_private_key: str = field(repr=False)
     """Base64 of the private key PEM (upstream format). Never logged, never on argv."""
+    user: str = "interlink-user"
+    private_key_file: str = ""
+    """The private key as a file (preferred over the inline key)."""
+    known_hosts_file: str = ""
+    """The gateway's pinned host key (known_hosts format). Required unless insecure."""
+    insecure_skip_host_key_check: bool = False
+    bind_address: str = "127.0.0.1"
+    dial_mode: str = "auto"
+    """``direct`` (pod IP), ``portforward`` (remote API server) or ``auto`` (direct, and
+    port-forward when the pod IP does not answer)."""
+    port_policy: str = "container"
+    port_range: tuple[int, int] = (30000, 30999)
+    keepalive_interval_seconds: float = 15.0
+    keepalive_count: int = 3
+    reconnect_max_backoff_seconds: float = 2.0
+    """Gateway reconnects retry at least this often, so forwards are back within seconds."""
+    pods: str = "all"
+    """``all`` pods with TCP container ports (upstream), or ``annotated`` ones only
+    (``interlink.io/tcp-tunnel: "true"``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,6 +344,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _port_range(raw: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", raw)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)) <= 65535:
+        raise ValueError(f"expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got {raw!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def _words(raw: str) -> tuple[str, ...]:
     return tuple(raw.split())
 
@@ -462,6 +488,18 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "gateway_host": _Key(_text, ""),
         "gateway_port": _Key(_integer(0, 65535), "0"),
         "gateway_ssh_private_key": _Key(_text, ""),
+        "user": _Key(_text, "interlink-user"),
+        "private_key_file": _Key(_text, ""),
+        "known_hosts_file": _Key(_text, ""),
+        "insecure_skip_host_key_check": _Key(_boolean, "false"),
+        "bind_address": _Key(_text, "127.0.0.1"),
+        "dial_mode": _Key(_choice("auto", "direct", "portforward"), "auto"),
+        "port_policy": _Key(_choice("container", "range"), "container"),
+        "port_range": _Key(_port_range, "30000-30999"),
+        "keepalive_interval_seconds": _Key(_positive_float, "15"),
+        "keepalive_count": _Key(_integer(1, 100), "3"),
+        "reconnect_max_backoff_seconds": _Key(_positive_float, "2"),
+        "pods": _Key(_choice("all", "annotated"), "all"),
     },
 }
 
@@ -543,8 +581,20 @@ def load(
 
     listen = _listen_addresses(parsed["app"], problems)
     tunnel = parsed["tcp_tunnel"]
-    if tunnel.get("enabled") and not tunnel.get("gateway_host"):
-        problems.append("tcp_tunnel.gateway_host: required when tcp_tunnel.enabled is true")
+    if tunnel.get("enabled"):
+        if not tunnel.get("gateway_host"):
+            problems.append("tcp_tunnel.gateway_host: required when tcp_tunnel.enabled is true")
+        if not tunnel.get("gateway_port"):
+            problems.append("tcp_tunnel.gateway_port: required when tcp_tunnel.enabled is true")
+        if not (tunnel.get("private_key_file") or tunnel.get("gateway_ssh_private_key")):
+            problems.append(
+                "tcp_tunnel.private_key_file: required (or tcp_tunnel.gateway_ssh_private_key)"
+            )
+        if not tunnel.get("known_hosts_file") and not tunnel.get("insecure_skip_host_key_check"):
+            problems.append(
+                "tcp_tunnel.known_hosts_file: required to verify the gateway's host key "
+                "(or set tcp_tunnel.insecure_skip_host_key_check = true)"
+            )
     if problems:
         raise SettingsError(problems)
 
@@ -568,10 +618,7 @@ def load(
         offloading=OffloadingSettings(**parsed["offloading"]),
         mesh=MeshSettings(**parsed["mesh"]),
         tcp_tunnel=TcpTunnelSettings(
-            enabled=tunnel["enabled"],
-            gateway_host=tunnel["gateway_host"],
-            gateway_port=tunnel["gateway_port"],
-            gateway_ssh_private_key=tunnel["gateway_ssh_private_key"],
+            **{k: v for k, v in tunnel.items() if not _SCHEMA["tcp_tunnel"][k].ignored}
         ),
         source=str(file_path) if file_path else "(no file: environment and defaults)",
         ignored_keys=tuple(ignored),

@@ -10,6 +10,7 @@ the sidecar's back is reported terminated with that reason.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -56,8 +57,13 @@ class StatusCache:
         self.unconfirmed_reason = "not synced yet"
         self.last_update = 0.0
         """Monotonic time of the last event, list or bookmark."""
+        self.changed = asyncio.Event()
+        """Set whenever a pod is added, changed or removed (the tunnel feeder waits on it)."""
 
     # --- reads ------------------------------------------------------------------------
+
+    def pods(self) -> list[JsonObject]:
+        return list(self._pods.values())
 
     def get(self, pod_uid: str) -> JsonObject | None:
         return self._pods.get(pod_uid)
@@ -90,6 +96,7 @@ class StatusCache:
         for uid in fresh:
             self._vanished.pop(uid, None)
         self.touch()
+        self.changed.set()
 
     def upsert(self, pod: JsonObject) -> bool:
         """Store ``pod`` unless the cache already has a newer version; True if stored."""
@@ -102,6 +109,7 @@ class StatusCache:
         self._pods[uid] = _slim(pod)
         self._vanished.pop(uid, None)
         self.touch()
+        self.changed.set()
         return True
 
     def remove(self, pod: JsonObject) -> None:
@@ -115,6 +123,7 @@ class StatusCache:
         meta = pod.get("metadata") or {}
         self._vanished[uid] = Vanished(time.time(), meta.get("namespace", ""), meta.get("name", ""))
         self.touch()
+        self.changed.set()
 
     def forget(self, pod_uid: str) -> None:
         """The local pod is gone (``/delete``): nothing to report about it any more."""
