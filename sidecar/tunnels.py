@@ -26,7 +26,7 @@ from sidecar.api.wire import JsonObject
 from sidecar.settings import TcpTunnelSettings
 from sidecar.status.cache import StatusCache
 from tunnel import DesiredTunnel
-from tunnel.config import DialMode, PortPolicy, TunnelConfig
+from tunnel.config import PortPolicy, TunnelConfig
 from tunnel.dialers import Dial, Stream, dial_direct, portforward_dialer
 from tunnel.manager import TunnelManager
 
@@ -67,7 +67,6 @@ def tunnel_config(settings: TcpTunnelSettings) -> TunnelConfig:
         known_hosts=known_hosts,
         insecure=settings.insecure_skip_host_key_check,
         bind_address=settings.bind_address,
-        dial_mode=DialMode.PORTFORWARD if settings.dial_mode == "portforward" else DialMode.DIRECT,
         port_policy=PortPolicy(settings.port_policy),
         port_range=settings.port_range,
         keepalive_interval=settings.keepalive_interval_seconds,

@@ -8,13 +8,6 @@ from dataclasses import dataclass, field
 import asyncssh
 
 
-class DialMode(enum.Enum):
-    DIRECT = "direct"
-    """Connect to the pod IP (the sidecar runs inside the remote cluster's network)."""
-    PORTFORWARD = "portforward"
-    """Go through ``pods/portforward`` on the remote API server (websocket)."""
-
-
 class PortPolicy(enum.Enum):
     CONTAINER = "container"
     """Gateway port = container port (upstream); a second pod asking for it gets an error."""
@@ -35,7 +28,6 @@ class TunnelConfig:
     bind_address: str = "127.0.0.1"
     """Address the gateway listens on for each forward (sshd's GatewayPorts decides
     whether anything but loopback is honoured)."""
-    dial_mode: DialMode = DialMode.DIRECT
     port_policy: PortPolicy = PortPolicy.CONTAINER
     port_range: tuple[int, int] = (30000, 30999)
     keepalive_interval: float = 15.0

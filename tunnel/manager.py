@@ -274,12 +274,6 @@ class TunnelManager:
         finally:
             self._metrics.tunnel_connections.dec()
 
-    async def close(self) -> None:
-        """Close every listener (on shutdown; ``run`` is cancelled by the owner)."""
-        for listener in self._listeners.values():
-            listener.close()
-        self._listeners.clear()
-
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):

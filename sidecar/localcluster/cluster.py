@@ -144,9 +144,6 @@ class LocalCluster:
         with self.pod_log_file.open("a") as log:
             log.write(f"{stamp} {stream} F {line}\n")
 
-    def pids(self) -> list[int]:
-        return [process.pid for _, process, _ in self._processes]
-
     @staticmethod
     def _terminate(process: subprocess.Popen[bytes]) -> None:
         if process.poll() is not None:

@@ -11,22 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable
 
+from sidecar.backoff import backoff
 from sidecar.offload.journal import DeleteJournal
 from sidecar.offload.service import Offloader
 
 logger = logging.getLogger(__name__)
-
-FIRST_RETRY_SECONDS = 1.0
-
-
-def backoff(attempts: int, *, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Seconds before retry number ``attempts`` (1-based): doubling, capped, +-20 % jitter."""
-    base: float = min(cap, FIRST_RETRY_SECONDS * 2.0 ** max(0, attempts - 1))
-    return base * (0.8 + 0.4 * rng())
 
 
 async def run_janitor(offloader: Offloader, journal: DeleteJournal, *, max_backoff: float) -> None:

@@ -25,9 +25,6 @@ class KeyedLocks:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    def __len__(self) -> int:
-        return len(self._locks)
-
 
 class ActivityCounter:
     """How many creates are in flight per remote namespace (so the namespace is not

@@ -49,7 +49,6 @@ _KINDS = {
     "Secret": "secret",
     "PersistentVolumeClaim": "persistent_volume_claim",
 }
-OWNED_KINDS = tuple(_KINDS)
 
 
 class RemoteCluster:
@@ -72,7 +71,7 @@ class RemoteCluster:
             async with response:
                 body: bytes = await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+            raise RemoteError.unreachable(exc) from None
         if not 200 <= response.status < 300:
             raise RemoteError.from_body(response.status, body)
         return body
@@ -229,7 +228,7 @@ class RemoteCluster:
                 ),
             )
         except (aiohttp.ClientError, OSError) as exc:
-            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+            raise RemoteError.unreachable(exc) from None
         async with response:
             if response.status != 200:
                 raise RemoteError.from_body(response.status, await response.read())
@@ -306,7 +305,7 @@ class RemoteCluster:
                 _return_http_data_only=True,
             )
         except (aiohttp.ClientError, OSError) as exc:
-            raise RemoteError(0, "Unreachable", f"remote API server unreachable: {exc!r}") from None
+            raise RemoteError.unreachable(exc) from None
         if response.status != 200:
             body = await response.read()
             response.release()

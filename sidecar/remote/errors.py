@@ -26,6 +26,11 @@ class RemoteError(Exception):
             return cls(status, str(parsed.get("reason") or ""), str(parsed.get("message") or ""))
         return cls(status, "", body.decode("utf-8", "replace")[:500])
 
+    @classmethod
+    def unreachable(cls, exc: BaseException) -> RemoteError:
+        """No answer at all (connection refused, reset, timed out): status 0."""
+        return cls(0, "Unreachable", f"remote API server unreachable: {exc!r}")
+
     @property
     def not_found(self) -> bool:
         return self.status == 404

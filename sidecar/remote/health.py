@@ -54,14 +54,12 @@ async def probe_forever(
     measure: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     measure_every: float = 30.0,
     on_change: Callable[[bool], None] | None = None,
-    checked: asyncio.Event | None = None,
 ) -> None:
     """Check the remote server every ``interval`` seconds; runs until cancelled.
 
     Never returns normally and never raises except CancelledError: a failed check is a
     verdict (``health.up = False``), not an error. ``measure`` (the node capacity for
     the ping) runs at most every ``measure_every`` seconds while the server answers.
-    ``checked`` is set after the first check.
     """
     measured_at = float("-inf")
     while True:
@@ -79,6 +77,4 @@ async def probe_forever(
                 health.resources = {}
         if on_change is not None:
             on_change(health.up)
-        if checked is not None:
-            checked.set()
         await asyncio.sleep(interval)

@@ -125,10 +125,6 @@ class StatusCache:
         self.touch()
         self.changed.set()
 
-    def forget(self, pod_uid: str) -> None:
-        """The local pod is gone (``/delete``): nothing to report about it any more."""
-        self._vanished.pop(pod_uid, None)
-
     def touch(self) -> None:
         self.last_update = time.monotonic()
 

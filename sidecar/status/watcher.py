@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from datetime import datetime
 from typing import Any
 
 from metrics import Metrics
 from sidecar.api.wire import JsonObject
+from sidecar.backoff import backoff
 from sidecar.offload import naming
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
@@ -93,7 +93,6 @@ class Watcher:
         self._cache = cache
         self._settings = settings
         self._metrics = metrics
-        self.synced = asyncio.Event()
 
     async def watch_forever(self) -> None:
         failures = 0
@@ -116,8 +115,7 @@ class Watcher:
                 self._cache.unconfirm(detail)
             healthy = time.monotonic() - started > HEALTHY_AFTER_SECONDS
             failures = 0 if healthy or reason == "gone" else failures + 1
-            delay = 0.0 if failures == 0 else min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
-            delay *= 0.8 + 0.4 * random.random()  # noqa: S311 - jitter, not security
+            delay = 0.0 if failures == 0 else backoff(failures, cap=MAX_BACKOFF_SECONDS)
             logger.warning("watch restarts (%s: %s); next attempt in %.1f s", reason, detail, delay)
             await asyncio.sleep(delay)
 
@@ -125,7 +123,6 @@ class Watcher:
         pods, version = await self._remote.list_all_pods(SELECTOR)
         self._cache.replace_all(pods)
         self._cache.confirm()
-        self.synced.set()
         logger.info(
             "status cache synced: %d remote pod(s) at resourceVersion %s", len(pods), version
         )
