@@ -1,15 +1,20 @@
 """The tunnel manager: one SSH connection to the gateway, one remote forward per pod port.
 
 Contract: ``run()`` runs until cancelled and never returns; connection failures are
-retried with capped, jittered backoff (0.5 s doubling to ``max_backoff``), never raised.
-After a reconnect every wanted forward is opened again. ``set_desired`` (called by the
-embedder whenever its view of the pods changes) is the only input; ``snapshot`` the
-output. Each forward is an asyncssh remote listener on the gateway; every connection
-arriving on it is dialled to the pod (``dial``) and pumped both ways.
+retried with capped, jittered backoff (tenacity's full jitter: a random wait below
+0.5 s doubling up to ``max_backoff``), never raised. After a reconnect every wanted
+forward is opened again. Every connection a forward carries is a task the manager owns:
+when the gateway connection is lost or the forward closes (pod gone), its connections
+are cancelled and their sockets closed, so nothing outlives the forward.
+``set_desired`` (called by the embedder whenever its view of the pods changes) is the
+only input; ``snapshot`` the output. Each forward is an asyncssh remote listener on the
+gateway; every connection arriving on it is dialled to the pod (``dial``) and pumped
+both ways.
 
 asyncssh facts relied on: keepalives are off unless set (we set them); it never
 reconnects by itself; ``start_server`` raises ChannelListenError when sshd refuses the
-port (taken, or not permitted).
+port (taken, or not permitted); a handler coroutine runs as a task asyncssh only reaps,
+it never cancels it when the connection drops (hence our own bookkeeping).
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any
 
 import asyncssh
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from metrics import Metrics
 from tunnel.config import PortPolicy, TunnelConfig
@@ -46,7 +51,8 @@ class TunnelManager:
         self._listeners: dict[str, asyncssh.SSHListener] = {}
         self._status: dict[str, TunnelStatus] = {}
         self._wake = asyncio.Event()
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[str, set[asyncio.Task[Any]]] = {}
+        """Per forward key: the tasks carrying its connections."""
         self.connected = False
 
     # --- inputs and outputs -------------------------------------------------------------
@@ -95,33 +101,49 @@ class TunnelManager:
     # --- the loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        failures = 0
         while True:
-            try:
-                conn = await self._connect()
-            except (OSError, asyncssh.Error) as exc:
-                failures += 1
-                self._metrics.tunnel_connection_errors.labels(_reason(exc)).inc()
-                delay = min(self._config.max_backoff, 0.5 * 2 ** (failures - 1))
-                delay *= 0.8 + 0.4 * random.random()  # noqa: S311 - jitter
-                logger.warning(
-                    "gateway %s:%d: %s; retrying in %.1f s",
-                    self._config.host,
-                    self._config.port,
-                    _describe(exc),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
+            conn = await self._connect_with_retries()
             try:
                 await self._serve(conn)
             finally:
+                await self._drop_connections(list(self._connections))
                 self._mark_down()
                 conn.close()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.wait_closed(), 5)
             self._metrics.ssh_reconnects.inc()
+
+    async def _connect_with_retries(self) -> asyncssh.SSHClientConnection:
+        """Connect, retrying forever; a fresh retry state per outage resets the backoff."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OSError, asyncssh.Error)),
+            wait=wait_random_exponential(multiplier=0.5, max=self._config.max_backoff),
+            before_sleep=self._log_retry,
+        ):
+            with attempt:
+                return await self._connect()
+        raise AssertionError("unreachable: retries never stop")  # pragma: no cover
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None:  # pragma: no cover - only failures are retried
+            return
+        self._metrics.tunnel_connection_errors.labels(_reason(exc)).inc()
+        logger.warning(
+            "gateway %s:%d: %s; retrying in %.1f s",
+            self._config.host,
+            self._config.port,
+            _describe(exc),
+            state.upcoming_sleep,
+        )
+
+    async def _drop_connections(self, keys: Iterable[str]) -> None:
+        """Cancel the connection tasks of these forwards and wait until they are gone."""
+        tasks = [task for key in keys for task in self._connections.pop(key, ())]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         config = self._config
@@ -186,6 +208,7 @@ class TunnelManager:
             listener = self._listeners.pop(key)
             listener.close()
             await listener.wait_closed()
+            await self._drop_connections([key])
             logger.info("tunnel %s closed; gateway port %d released", key, listener.get_port())
         for key in [k for k in self._status if k not in self._desired]:
             del self._status[key]
@@ -249,6 +272,9 @@ class TunnelManager:
         if tunnel is None:
             writer.close()
             return
+        task = asyncio.current_task()
+        assert task is not None  # asyncssh runs each handler as a task
+        self._connections.setdefault(key, set()).add(task)
         self._metrics.tunnel_connections.inc()
         try:
             try:
@@ -263,7 +289,6 @@ class TunnelManager:
                     tunnel.port,
                     _describe(exc),
                 )
-                writer.close()
                 return
             await pump(
                 (reader, writer),
@@ -272,7 +297,9 @@ class TunnelManager:
                 b_to_a=self._metrics.tunnel_bytes.labels("from_pod").inc,
             )
         finally:
+            writer.close()  # idempotent; covers a dial failure or a cancel while dialling
             self._metrics.tunnel_connections.dec()
+            self._connections.get(key, set()).discard(task)
 
 
 def _reason(exc: BaseException) -> str:

@@ -37,17 +37,19 @@ async def pump(
     a_to_b: Callable[[int], None],
     b_to_a: Callable[[int], None],
 ) -> None:
-    """Copy a->b and b->a until both directions ended (or one failed), then close both."""
+    """Copy a->b and b->a until both directions ended (or one failed), then close both.
+
+    Cancelling ``pump`` cancels both copies and closes both sides before it returns."""
     tasks = [
         asyncio.create_task(_copy(a[0], b[1], a_to_b), name="pump-a-to-b"),
         asyncio.create_task(_copy(b[0], a[1], b_to_a), name="pump-b-to-a"),
     ]
     try:
-        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in pending:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
         for _, writer in (a, b):
             with contextlib.suppress(Exception):
                 writer.close()

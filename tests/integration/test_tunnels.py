@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
+import random
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -17,8 +21,8 @@ from sidecar.localcluster import LocalCluster
 from sidecar.localcluster.cluster import free_port
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
-from tests.fixtures.sshd import SshGateway
-from tests.integration.plugin_client import call, poll
+from tests.fixtures.sshd import SshdServer, SshGateway
+from tests.integration.plugin_client import call, metric_value, poll
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.sshd]
 
@@ -78,9 +82,10 @@ async def http_server() -> AsyncIterator[Any]:
         await runner.cleanup()
 
 
-def tunnelled_pod(port: int) -> dict[str, Any]:
+def tunnelled_pod(*ports: int) -> dict[str, Any]:
     uid = str(uuid.uuid4())
-    spec = {"containers": [podshapes.container("web", ports=[{"containerPort": port}])]}
+    declared = [{"containerPort": port} for port in ports]
+    spec = {"containers": [podshapes.container("web", ports=declared)]}
     return podshapes.body(
         podshapes.pod(uid, f"web-{uid[:8]}", spec, annotations={"interlink.io/tcp-tunnel": "true"})
     )
@@ -103,7 +108,7 @@ async def running(sidecar: SidecarProcess, body: dict[str, Any]) -> None:
     await poll("the pod to run", state, lambda s: s == ["running"])
 
 
-async def test_portforward_mode_end_to_end_and_closed_on_delete(
+async def test_portforward_mode_end_to_end_and_port_reused_after_delete(
     start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster, http_server: Any
 ) -> None:
     await http_server(control_plane.portforward_target_port, "hello through the API server")
@@ -119,6 +124,40 @@ async def test_portforward_mode_end_to_end_and_closed_on_delete(
     with pytest.raises(aiohttp.ClientConnectionError):
         await get(tunnel["gateway_port"])
 
+    # The released gateway port is the lowest free one of the range again: the next pod
+    # gets it, and it works.
+    successor = tunnelled_pod(8080)
+    await running(sidecar, successor)
+    [reused] = await open_tunnels(sidecar, successor["pod"]["metadata"]["uid"])
+    assert reused["gateway_port"] == tunnel["gateway_port"]
+    assert await get(reused["gateway_port"]) == "hello through the API server"
+
+
+def pretend_pod_ip(control_plane: LocalCluster, body: dict[str, Any], ip: str) -> None:
+    """The pod IP of a kwok pod is not routable here: a loopback address stands in."""
+    uid = body["pod"]["metadata"]["uid"]
+    remote = control_plane.request(
+        "GET",
+        f"/api/v1/namespaces/offloading-default/pods?labelSelector=interlink.io/source.pod_uid={uid}",
+    )["items"][0]
+    control_plane.request(
+        "PATCH",
+        f"/api/v1/namespaces/offloading-default/pods/{remote['metadata']['name']}/status",
+        {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}},
+    )
+
+
+async def answers(gateway_port: int, expected: str) -> None:
+    """Poll until the forward answers with ``expected`` (the pod IP change propagates)."""
+
+    async def answer() -> str:
+        try:
+            return await get(gateway_port)
+        except (aiohttp.ClientError, AssertionError):
+            return ""
+
+    assert await poll(f"port {gateway_port} to answer", answer, lambda t: t != "") == expected
+
 
 async def test_direct_mode_end_to_end(
     start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster, http_server: Any
@@ -128,26 +167,233 @@ async def test_direct_mode_end_to_end(
     sidecar = start_sidecar(env=tunnel_env(sshd, mode="direct"))
     body = tunnelled_pod(port)
     await running(sidecar, body)
+    pretend_pod_ip(control_plane, body, "127.0.0.1")
+    [tunnel] = await open_tunnels(sidecar, body["pod"]["metadata"]["uid"])
+    await answers(tunnel["gateway_port"], "hello from the pod IP")
+
+
+# Pods "live" on 127.0.0.2 when the gateway's forwards use the same port numbers on
+# 127.0.0.1 (policy `container`): Linux routes all of 127/8 to the loopback interface.
+POD_IP = "127.0.0.2"
+
+
+async def test_two_ports_two_forwards_and_one_port_two_pods_do_not_collide(
+    start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster
+) -> None:
+    first, second = free_port(), free_port()
+    servers = [
+        await asyncio.start_server(text_server(f"port {port}"), POD_IP, port)
+        for port in (first, second)
+    ]
+    env = tunnel_env(sshd, mode="direct", TCP_TUNNEL_PORT_POLICY="container")
+    sidecar = start_sidecar(env=env)
+    owner, latecomer = tunnelled_pod(first, second), tunnelled_pod(first)
+    await running(sidecar, owner)
+    pretend_pod_ip(control_plane, owner, POD_IP)
+    opened = await open_tunnels(sidecar, owner["pod"]["metadata"]["uid"], count=2)
+    assert sorted(t["gateway_port"] for t in opened) == sorted([first, second])
+    for port in (first, second):
+        assert await raw_answer(port) == f"port {port}"
+
+    await running(sidecar, latecomer)
+    uid = latecomer["pod"]["metadata"]["uid"]
+
+    async def latecomer_tunnels() -> list[Any]:
+        view = await asyncio.to_thread(tunnels, sidecar)
+        return [t for t in view["tunnels"] if t["pod_uid"] == uid]
+
+    [refused] = await poll("the collision", latecomer_tunnels, lambda ts: len(ts) == 1)
+    assert refused["state"] == "error"
+    assert owner["pod"]["metadata"]["name"] in refused["reason"]
+    assert str(first) in refused["reason"]
+    assert metric_value(sidecar, 'sidecar_tunnel_tunnels{state="error"}') == 1
+    assert f"gateway port {first}" in sidecar.log()
+    assert await raw_answer(first) == f"port {first}"  # the owner's forward is untouched
+    for server in servers:
+        server.close()
+
+
+def text_server(text: str) -> Any:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(text.encode())
+        writer.close()
+
+    return serve
+
+
+async def raw_answer(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        return (await asyncio.wait_for(reader.read(), 10)).decode()
+    finally:
+        writer.close()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_gateway_restart_restores_forwards_without_leaks(
+    start_sidecar: StartSidecar, own_sshd: SshdServer, control_plane: LocalCluster
+) -> None:
+    first, second = free_port(), free_port()
+    held: list[asyncio.StreamWriter] = []
+    held_closed = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # EOF: the sidecar closed its side of the pod connection
+        held_closed.set()
+        writer.close()
+
+    servers = [
+        await asyncio.start_server(text_server("still here"), POD_IP, first),
+        await asyncio.start_server(hold, POD_IP, second),
+    ]
+    sidecar = start_sidecar(env=tunnel_env(own_sshd.gateway, mode="direct"))
+    body = tunnelled_pod(first, second)
+    await running(sidecar, body)
+    pretend_pod_ip(control_plane, body, POD_IP)
     uid = body["pod"]["metadata"]["uid"]
-    remote = control_plane.request(
-        "GET",
-        f"/api/v1/namespaces/offloading-default/pods?labelSelector=interlink.io/source.pod_uid={uid}",
-    )["items"][0]
-    # The pod IP of a kwok pod is not routable here: 127.0.0.1 stands in for it.
-    control_plane.request(
-        "PATCH",
-        f"/api/v1/namespaces/offloading-default/pods/{remote['metadata']['name']}/status",
-        {"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
+    ports = {t["pod_port"]: t["gateway_port"] for t in await open_tunnels(sidecar, uid, 2)}
+    assert await raw_answer(ports[first]) == "still here"
+    await poll(
+        "connections to finish",
+        lambda: asyncio.to_thread(metric_value, sidecar, "sidecar_tunnel_active_connections"),
+        lambda n: n == 0,
     )
-    [tunnel] = await open_tunnels(sidecar, uid)
+    fds = open_fds(sidecar.process.pid)
 
-    async def answer() -> str:
-        try:
-            return await get(tunnel["gateway_port"])
-        except (aiohttp.ClientError, AssertionError):
-            return ""
+    # A connection in flight when the gateway dies must not outlive it.
+    _, client = await asyncio.open_connection("127.0.0.1", ports[second])
+    await poll("the held connection", lambda: asyncio.sleep(0, len(held)), lambda n: n == 1)
+    own_sshd.kill()
+    await asyncio.wait_for(held_closed.wait(), 30)
+    client.close()
+    await poll(
+        "the sidecar to notice",
+        lambda: asyncio.to_thread(tunnels, sidecar),
+        lambda view: view["gateway_connected"] is False,
+    )
 
-    assert await poll("the direct dial", answer, lambda text: text != "") == "hello from the pod IP"
+    own_sshd.start()
+    back = time.monotonic()
+    for pod_port, gateway_port in ports.items():
+
+        async def works(port: int = gateway_port) -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await poll(f"forward {pod_port} back", works, bool, timeout=back + 5 - time.monotonic())
+    assert await raw_answer(ports[first]) == "still here"
+    assert metric_value(sidecar, "sidecar_tunnel_ssh_reconnects_total") >= 1
+    await poll(
+        "sockets back to the baseline",
+        lambda: asyncio.sleep(0, open_fds(sidecar.process.pid)),
+        lambda n: n == fds,
+    )
+    assert metric_value(sidecar, "sidecar_tunnel_active_connections") == 0
+    for server in servers:
+        server.close()
+
+
+MB = 1024 * 1024
+
+
+def payload(seed: int, size: int) -> Any:
+    """``size`` pseudo-random bytes in 1 MiB chunks, reproducible from ``seed``."""
+    rng = random.Random(seed)
+    for _ in range(size // MB):
+        yield rng.randbytes(MB)
+
+
+async def test_200_concurrent_connections_and_100_mb_each_way(
+    start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster
+) -> None:
+    echo_port, bulk_port = free_port(), free_port()
+    size = 100 * MB
+    received_by_pod: dict[str, str] = {}
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def send() -> None:
+            for chunk in payload(2, size):
+                writer.write(chunk)
+                await writer.drain()
+            writer.write_eof()
+
+        digest = hashlib.sha256()
+        sending = asyncio.create_task(send())
+        while data := await reader.read(MB):
+            digest.update(data)
+        received_by_pod["sha256"] = digest.hexdigest()
+        await sending
+        writer.close()
+
+    servers = [
+        await asyncio.start_server(echo, POD_IP, echo_port),
+        await asyncio.start_server(bulk, POD_IP, bulk_port),
+    ]
+    sidecar = start_sidecar(env=tunnel_env(sshd, mode="direct"))
+    body = tunnelled_pod(echo_port, bulk_port)
+    await running(sidecar, body)
+    pretend_pod_ip(control_plane, body, POD_IP)
+    uid = body["pod"]["metadata"]["uid"]
+    ports = {t["pod_port"]: t["gateway_port"] for t in await open_tunnels(sidecar, uid, 2)}
+    await poll("the pod IP", lambda: raw_line(ports[echo_port], "ping"), lambda a: a == "ping\n")
+
+    answers = await asyncio.gather(*(raw_line(ports[echo_port], f"c{i}") for i in range(200)))
+    assert answers == [f"c{i}\n" for i in range(200)]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[bulk_port])
+
+    async def upload() -> str:
+        digest = hashlib.sha256()
+        for chunk in payload(1, size):
+            digest.update(chunk)
+            writer.write(chunk)
+            await writer.drain()
+        writer.write_eof()
+        return digest.hexdigest()
+
+    async def download() -> tuple[str, int]:
+        digest, count = hashlib.sha256(), 0
+        while data := await reader.read(MB):
+            digest.update(data)
+            count += len(data)
+        return digest.hexdigest(), count
+
+    sent, (got, count) = await asyncio.wait_for(asyncio.gather(upload(), download()), 100)
+    writer.close()
+    assert count == size
+    assert got == hashlib.sha256(b"".join(payload(2, size))).hexdigest()
+    assert received_by_pod["sha256"] == sent
+    assert metric_value(sidecar, 'sidecar_tunnel_bytes_total{direction="to_pod"}') >= size
+    assert metric_value(sidecar, 'sidecar_tunnel_bytes_total{direction="from_pod"}') >= size
+    for server in servers:
+        server.close()
+
+
+async def raw_line(port: int, line: str) -> str:
+    """Send one line through the forward, return the echoed line ('' if none yet)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return ""
+    try:
+        writer.write(line.encode() + b"\n")
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 30)).decode()
+    finally:
+        writer.close()
 
 
 async def test_wrong_host_key_is_refused_and_the_key_never_logged(
