@@ -32,6 +32,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import asyncssh
+
 __all__ = [
     "AppSettings",
     "K8sSettings",
@@ -44,6 +46,12 @@ __all__ = [
     "TcpTunnelSettings",
     "load",
 ]
+
+DEFAULT_TUNNEL_CIPHERS = (
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+)
 
 
 class SettingsError(Exception):
@@ -184,6 +192,9 @@ class TcpTunnelSettings:
     keepalive_count: int = 3
     reconnect_max_backoff_seconds: float = 2.0
     """Gateway reconnects retry at least this often, so forwards are back within seconds."""
+    ciphers: tuple[str, ...] = DEFAULT_TUNNEL_CIPHERS
+    """SSH ciphers in order of preference. AES-GCM first: with AES-NI it is ~3x cheaper
+    than asyncssh's ChaCha20-Poly1305 (which is assembled in Python around OpenSSL)."""
     pods: str = "all"
     """``all`` pods with TCP container ports (upstream), or ``annotated`` ones only
     (``interlink.io/tcp-tunnel: "true"``)."""
@@ -351,6 +362,18 @@ def _port_range(raw: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _ciphers(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    known = {alg.decode() for alg in asyncssh.encryption.get_encryption_algs()}
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise ValueError(
+            f"expected a comma-separated list of SSH ciphers from {', '.join(sorted(known))}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return names
+
+
 def _words(raw: str) -> tuple[str, ...]:
     return tuple(raw.split())
 
@@ -499,6 +522,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "keepalive_interval_seconds": _Key(_positive_float, "15"),
         "keepalive_count": _Key(_integer(1, 100), "3"),
         "reconnect_max_backoff_seconds": _Key(_positive_float, "2"),
+        "ciphers": _Key(_ciphers, ",".join(DEFAULT_TUNNEL_CIPHERS)),
         "pods": _Key(_choice("all", "annotated"), "all"),
     },
 }

@@ -72,6 +72,7 @@ def tunnel_config(settings: TcpTunnelSettings) -> TunnelConfig:
         keepalive_interval=settings.keepalive_interval_seconds,
         keepalive_count=settings.keepalive_count,
         max_backoff=settings.reconnect_max_backoff_seconds,
+        ciphers=settings.ciphers,
     )
 
 

@@ -36,3 +36,5 @@ class TunnelConfig:
     connect_timeout: float = 10.0
     login_timeout: float = 10.0
     max_backoff: float = 30.0
+    ciphers: tuple[str, ...] = ()
+    """SSH ciphers in order of preference; empty: asyncssh's default order."""

@@ -165,6 +165,7 @@ class TunnelManager:
             connect_timeout=config.connect_timeout,
             login_timeout=config.login_timeout,
             agent_path=None,
+            encryption_algs=list(config.ciphers),
             config=None,
         )
         self.connected = True

@@ -174,3 +174,13 @@ def test_client_configuration_rejects_unknown_attributes() -> None:
 def test_tunnel_enabled_needs_a_gateway() -> None:
     with pytest.raises(SettingsError, match=r"tcp_tunnel.gateway_host: required"):
         settings.load(None, {"APP_SOCKET_ADDRESS": "unix:///x.sock", "TCP_TUNNEL_ENABLED": "true"})
+
+
+def test_tunnel_ciphers_prefer_aes_gcm_and_reject_unknown_names() -> None:
+    loaded = settings.load(None, {"APP_SOCKET_ADDRESS": "unix:///x.sock"})
+    assert loaded.tcp_tunnel.ciphers[0] == "aes256-gcm@openssh.com"
+    with pytest.raises(SettingsError, match=r"tcp_tunnel.ciphers:.*unknown: rot13"):
+        settings.load(
+            None,
+            {"APP_SOCKET_ADDRESS": "unix:///x.sock", "TCP_TUNNEL_CIPHERS": "aes128-ctr,rot13"},
+        )
