@@ -9,7 +9,7 @@ import aiohttp
 
 from tunnel.desired import DesiredTunnel
 from tunnel.portforward import WebSocketStream
-from tunnel.pump import Reader, Writer
+from tunnel.pump import CHUNK, Reader, Writer
 
 Stream = tuple[Reader, Writer]
 Dial = Callable[[DesiredTunnel], Awaitable[Stream]]
@@ -23,7 +23,8 @@ async def dial_direct(target: DesiredTunnel) -> Stream:
     if not target.pod_ip:
         raise ConnectionError(f"pod {target.namespace}/{target.pod_name} has no IP yet")
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(target.pod_ip, target.port), DIRECT_TIMEOUT_SECONDS
+        asyncio.open_connection(target.pod_ip, target.port, limit=CHUNK),
+        DIRECT_TIMEOUT_SECONDS,
     )
     return reader, writer
 

