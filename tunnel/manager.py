@@ -234,7 +234,8 @@ class TunnelManager:
                 listener = await conn.start_server(
                     self._handler_factory(key), self._config.bind_address, port
                 )
-            except (asyncssh.Error, OSError) as exc:
+            except (asyncssh.Error, asyncssh.ChannelListenError, OSError) as exc:
+                # ChannelListenError (sshd refused the port) is not an asyncssh.Error.
                 if self._config.port_policy is PortPolicy.RANGE:
                     refused.add(port)
                     continue

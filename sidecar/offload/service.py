@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from metrics import Metrics
 from sidecar.api.wire import CreateRequest, JsonObject, PodRef
@@ -31,6 +32,9 @@ from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
 from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
+# The authorizer's denial text (k8s.io/apiserver: 'User "<name>" cannot <verb> resource
+# "<resource>" in API group ...'); admission denials (PodSecurity, quota) read otherwise.
+_RBAC_DENIAL = re.compile(r'cannot [a-z]+ resource "')
 
 # A create racing the deletion of its (emptied) namespace is refused with this; the
 # namespace is then recreated and the create tried again.
@@ -157,12 +161,27 @@ class Offloader:
                 raise
             undone = await self._roll_back(plan, created, namespace_created)
             self._metrics.creates.labels("failed").inc()
-            # Refused by the remote API server's validation or admission: the pod's
-            # fault (422). No answer: 503. Anything else: the remote side failed (502).
-            status = 422 if exc.status in (400, 403, 422) else 503 if exc.status == 0 else 502
+            # Refused by the remote API server's validation or admission (PodSecurity,
+            # quota: 403 too): the pod's fault (422). Refused by RBAC ('User "..." cannot
+            # create resource ...'): the sidecar's credentials, not the pod (502). No
+            # answer: 503. Anything else: the remote side failed (502).
+            rbac = exc.status == 403 and _RBAC_DENIAL.search(exc.message) is not None
+            status = (
+                422
+                if exc.status in (400, 403, 422) and not rbac
+                else 503
+                if exc.status == 0
+                else 502
+            )
+            hint = (
+                " (the sidecar's remote credentials lack this permission:"
+                " see manifests/rbac/remote-rbac.yaml)"
+                if rbac
+                else ""
+            )
             raise CreateFailed(
                 status,
-                f"creating {current} in namespace {plan.namespace} failed: {exc}; {undone}",
+                f"creating {current} in namespace {plan.namespace} failed: {exc}{hint}; {undone}",
             ) from None
 
     async def _create_owned(self, plan: OffloadPlan, obj: JsonObject) -> tuple[JsonObject, bool]:

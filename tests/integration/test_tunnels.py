@@ -424,3 +424,25 @@ async def test_wrong_host_key_is_refused_and_the_key_never_logged(
     ]
     assert key_lines
     assert not any(line in text for line in key_lines)
+
+
+async def test_a_gateway_port_taken_by_another_process_is_skipped(
+    start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster
+) -> None:
+    """sshd refuses a port something else holds (ChannelListenError): the range policy
+    moves to the next port, and nothing crashes."""
+    target = free_port()
+    server = await asyncio.start_server(text_server("skipped ahead"), POD_IP, target)
+    squatter = await asyncio.start_server(text_server("squatter"), "127.0.0.1", 0)
+    taken = squatter.sockets[0].getsockname()[1]
+    env = tunnel_env(sshd, mode="direct", TCP_TUNNEL_PORT_RANGE=f"{taken}-{taken + 20}")
+    sidecar = start_sidecar(env=env)
+    body = tunnelled_pod(target)
+    await running(sidecar, body)
+    pretend_pod_ip(control_plane, body, POD_IP)
+    [tunnel] = await open_tunnels(sidecar, body["pod"]["metadata"]["uid"])
+    assert tunnel["gateway_port"] != taken
+    assert await raw_answer(tunnel["gateway_port"]) == "skipped ahead"
+    assert sidecar.process.poll() is None
+    squatter.close()
+    server.close()
