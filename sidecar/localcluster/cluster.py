@@ -2,12 +2,20 @@
 kube-controller-manager, kube-scheduler and kwok, on free 127.0.0.1 ports.
 
 Contract: ``start()`` returns once the API server is ready, the kwok nodes are Ready and
-the ``default`` ServiceAccount exists (so pods can be created), or raises
+the ``default`` ServiceAccount exists (so pods can be created) and, with
+``sidecar_rbac``, the sidecar's ServiceAccount holds what that manifest grants, or raises
 LocalClusterError naming the process that failed and the tail of its log, after
 stopping whatever it had started. ``stop()`` stops every process by pid (SIGTERM, then
 SIGKILL), in reverse start order, and is safe to call twice. Each child also gets
 SIGKILL from the kernel if this process dies first (PR_SET_PDEATHSIG), so a killed test
 run leaves nothing behind.
+
+The sidecar's credentials (``sidecar_kubeconfig``) are those of the static token user
+``sidecar`` in group system:masters, or, with ``sidecar_rbac`` (a YAML manifest holding
+one ServiceAccount and its roles and bindings, e.g. manifests/rbac/remote-rbac.yaml),
+a TokenRequest token of that ServiceAccount after the manifest is applied: the sidecar
+then holds exactly the rights that manifest grants. ``sidecar_user`` is the user name
+the API server (and its audit log) gives either identity.
 
 This module is synchronous on purpose: it runs before the event loop (CLI) or in a
 session fixture.
@@ -16,6 +24,7 @@ session fixture.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import signal
 import socket
@@ -24,10 +33,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from sidecar.localcluster import pki
 from sidecar.localcluster.binaries import Binaries, LocalClusterError
@@ -41,6 +52,18 @@ POD_CIDR = "10.244.0.1/16"
 
 
 _STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+
+# The kinds ``apply_manifest`` knows: kind -> (resource, namespaced).
+_APPLY_KINDS = {
+    "Namespace": ("namespaces", False),
+    "ServiceAccount": ("serviceaccounts", True),
+    "ClusterRole": ("clusterroles", False),
+    "ClusterRoleBinding": ("clusterrolebindings", False),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+}
+SIDECAR_TOKEN_SECONDS = 7 * 24 * 3600
+"""Lifetime of the sidecar's ServiceAccount token (as long as the cluster's certificates)."""
 
 
 def free_port() -> int:
@@ -66,6 +89,7 @@ class LocalCluster:
         nodes: int = 2,
         progress: Callable[[str], None] = lambda _line: None,
         apiserver_flags: tuple[str, ...] = (),
+        sidecar_rbac: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.binaries = binaries
@@ -73,6 +97,9 @@ class LocalCluster:
         self._progress = progress
         self._apiserver_flags = apiserver_flags
         """Extra kube-apiserver flags (tests of watch edge cases)."""
+        self.sidecar_rbac = sidecar_rbac
+        """RBAC manifest whose ServiceAccount the sidecar authenticates as (None: the
+        static cluster-admin user ``sidecar``)."""
         self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._argv: dict[str, list[str]] = {}
         self.api_port = 0
@@ -81,14 +108,21 @@ class LocalCluster:
         self.admin_token = ""
         self.kubeconfig = workdir / "admin.kubeconfig"
         self.sidecar_kubeconfig = workdir / "sidecar.kubeconfig"
-        """Credentials of user ``sidecar`` (cluster-admin): give these to the sidecar so
-        its requests can be told apart from the control plane's in the audit log."""
+        """Credentials of the sidecar (user ``sidecar_user``): give these to the sidecar
+        so its requests can be told apart from the control plane's in the audit log."""
+        self.sidecar_token = ""
+        """The bearer token in ``sidecar_kubeconfig``."""
+        self.sidecar_user = "sidecar"
+        """The API server's user name for ``sidecar_kubeconfig``: ``sidecar``, or
+        ``system:serviceaccount:<namespace>:<name>`` with ``sidecar_rbac``."""
         self.audit_log = workdir / "logs" / "audit.log"
         self.pod_log_file = workdir / "kwok" / "pod.log"
         """Every kwok pod's container log, in the CRI log format (see ``append_pod_log``)."""
         self.portforward_target_port = 0
         """Port-forwards to any kwok pod reach 127.0.0.1 on this port."""
         self._ssl: ssl.SSLContext | None = None
+        self.ca_cert = workdir / "pki" / "ca.crt"
+        """The cluster CA (written by ``start``), for clients of ``server``."""
 
     @property
     def server(self) -> str:
@@ -183,8 +217,17 @@ class LocalCluster:
 
     # --- API access (sync, for set-up only) ---------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10) -> Any:
-        """One authenticated JSON request to the API server (PATCH: a merge patch)."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float = 10,
+        token: str | None = None,
+    ) -> Any:
+        """One authenticated JSON request to the API server (PATCH: a merge patch), as
+        admin or as the owner of ``token``. An error status raises urllib's HTTPError."""
         assert self._ssl is not None
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(  # noqa: S310 - https to our own server
@@ -192,7 +235,7 @@ class LocalCluster:
             data=data,
             method=method,
             headers={
-                "Authorization": f"Bearer {self.admin_token}",
+                "Authorization": f"Bearer {token or self.admin_token}",
                 "Content-Type": (
                     "application/merge-patch+json" if method == "PATCH" else "application/json"
                 ),
@@ -227,8 +270,12 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        creds = pki.generate(self.workdir / "pki")
+        # With an RBAC manifest, the static user ``sidecar`` is not cluster-admin either.
+        groups = () if self.sidecar_rbac is not None else ("system:masters",)
+        creds = pki.generate(self.workdir / "pki", sidecar_groups=groups)
         self.admin_token = creds.admin_token
+        self.sidecar_token = creds.sidecar_token
+        self.ca_cert = creds.ca_cert
         self._ssl = ssl.create_default_context(cafile=str(creds.ca_cert))
         self.etcd_port, etcd_peer = free_port(), free_port()
         self.api_port, self.kwok_port = free_port(), free_port()
@@ -282,7 +329,8 @@ class LocalCluster:
                 *self._apiserver_flags,
             ],
         )
-        self._write_kubeconfig(creds)
+        self._write_kubeconfig(self.kubeconfig, "admin", creds.admin_token)
+        self._write_kubeconfig(self.sidecar_kubeconfig, "sidecar", creds.sidecar_token)
         self._wait(
             "kube-apiserver /readyz",
             lambda: self.request("GET", "/readyz") == "ok",
@@ -343,6 +391,9 @@ class LocalCluster:
             lambda: bool(self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")),
             deadline=deadline,
         )
+        if self.sidecar_rbac is not None:
+            self._progress(f"sidecar credentials: the ServiceAccount of {self.sidecar_rbac}")
+            self._use_service_account(self.sidecar_rbac, deadline=deadline)
         self._progress(
             f"local cluster ready in {time.monotonic() - started:.1f} s: {self.server}, "
             f"{len(self.node_names)} kwok node(s)"
@@ -379,30 +430,100 @@ class LocalCluster:
             "status": {"allocatable": resources, "capacity": resources},
         }
 
-    def _write_kubeconfig(self, creds: pki.ClusterCredentials) -> None:
-        for path, user, token in (
-            (self.kubeconfig, "admin", creds.admin_token),
-            (self.sidecar_kubeconfig, "sidecar", creds.sidecar_token),
-        ):
-            # JSON is YAML: every kubeconfig loader reads it.
-            config = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {
-                            "server": self.server,
-                            "certificate-authority": str(creds.ca_cert),
-                        },
-                    }
-                ],
-                "users": [{"name": user, "user": {"token": token}}],
-                "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
-                "current-context": "local",
-            }
-            path.write_text(json.dumps(config, indent=2))
-            path.chmod(0o600)
+    def _write_kubeconfig(self, path: Path, user: str, token: str) -> None:
+        # JSON is YAML: every kubeconfig loader reads it.
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_cert)},
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+            "current-context": "local",
+        }
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+
+    # --- RBAC ----------------------------------------------------------------------------
+
+    def apply_manifest(self, path: Path) -> list[dict[str, Any]]:
+        """Create (or replace) every object of the YAML manifest ``path`` as admin, in
+        file order; returns the objects read. Knows the kinds of an RBAC manifest
+        (Namespace, ServiceAccount, (Cluster)Role, (Cluster)RoleBinding)."""
+        objects = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for obj in objects:
+            kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+            if kind not in _APPLY_KINDS:
+                raise LocalClusterError(f"{path}: cannot apply kind {kind!r}")
+            resource, namespaced = _APPLY_KINDS[kind]
+            api_version = obj["apiVersion"]
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            if namespaced:
+                base += f"/namespaces/{meta.get('namespace', 'default')}"
+            collection = f"{base}/{resource}"
+            try:
+                self.request("POST", collection, obj)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409:
+                    raise LocalClusterError(f"{path}: {kind} {meta.get('name')}: {exc}") from None
+                existing = self.request("GET", f"{collection}/{meta['name']}")
+                replacement = json.loads(json.dumps(obj))
+                replacement["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                self.request("PUT", f"{collection}/{meta['name']}", replacement)
+        return objects
+
+    def service_account_token(
+        self, namespace: str, name: str, *, seconds: int = SIDECAR_TOKEN_SECONDS
+    ) -> str:
+        """A token of ServiceAccount ``namespace/name`` (TokenRequest API, as admin)."""
+        answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds},
+            },
+        )
+        return str(answer["status"]["token"])
+
+    def _use_service_account(self, manifest: Path, *, deadline: float) -> None:
+        """Apply ``manifest``, then make its one ServiceAccount the sidecar's identity:
+        a token in ``sidecar_kubeconfig``, once every granted rule is in effect."""
+        objects = self.apply_manifest(manifest)
+        accounts = [o["metadata"] for o in objects if o["kind"] == "ServiceAccount"]
+        if len(accounts) != 1:
+            found = len(accounts)
+            raise LocalClusterError(f"{manifest}: expected one ServiceAccount, found {found}")
+        namespace, name = accounts[0]["namespace"], accounts[0]["name"]
+        token = self.service_account_token(namespace, name)
+        # The RBAC authorizer learns new bindings from a watch: wait until it has.
+        for attributes in _granted(objects, namespace, name):
+            self._wait(
+                f"RBAC to grant {attributes} to ServiceAccount {namespace}/{name}",
+                functools.partial(self._allowed, token, attributes),
+                deadline=deadline,
+            )
+        self._write_kubeconfig(self.sidecar_kubeconfig, name, token)
+        self.sidecar_token = token
+        self.sidecar_user = f"system:serviceaccount:{namespace}:{name}"
+
+    def _allowed(self, token: str, attributes: dict[str, str]) -> bool:
+        review = self.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            },
+            token=token,
+        )
+        return bool((review.get("status") or {}).get("allowed"))
 
     def _write_audit_policy(self) -> Path:
         """Log who asked what (no bodies): tests count the sidecar's own requests."""
@@ -460,3 +581,37 @@ class LocalCluster:
         path = self.workdir / "kwok" / "kwok.yaml"
         path.write_text("\n---\n".join(documents))
         return path
+
+
+def _granted(objects: list[dict[str, Any]], namespace: str, name: str) -> Iterator[dict[str, str]]:
+    """SelfSubjectAccessReview attributes for the first verb of every rule that the
+    manifest's bindings give ServiceAccount ``namespace/name`` (resource rules only)."""
+    roles = {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("ClusterRole", "Role")
+    }
+    for binding in objects:
+        if binding["kind"] not in ("ClusterRoleBinding", "RoleBinding"):
+            continue
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == name
+            and s.get("namespace") == namespace
+            for s in subjects
+        ):
+            continue
+        scope = binding["metadata"].get("namespace", "")
+        ref = binding["roleRef"]
+        role = roles.get((ref["kind"], "" if ref["kind"] == "ClusterRole" else scope, ref["name"]))
+        for rule in (role or {}).get("rules") or []:
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    base, _, sub = resource.partition("/")
+                    attributes = {"verb": rule["verbs"][0], "group": group, "resource": base}
+                    if sub:
+                        attributes["subresource"] = sub
+                    if scope:
+                        attributes["namespace"] = scope
+                    yield attributes

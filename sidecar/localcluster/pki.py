@@ -1,5 +1,6 @@
 """Throwaway credentials for one local cluster: a CA, a serving cert, a service-account
-key and an admin token. Generated per run with ``cryptography``; never reused."""
+key, an admin token and a token for user ``sidecar``. Generated per run with
+``cryptography``; never reused."""
 
 from __future__ import annotations
 
@@ -40,8 +41,15 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def generate(directory: Path) -> ClusterCredentials:
-    """Write the credentials into ``directory`` (created) and return their paths."""
+def generate(
+    directory: Path, *, sidecar_groups: tuple[str, ...] = ("system:masters",)
+) -> ClusterCredentials:
+    """Write the credentials into ``directory`` (created) and return their paths.
+
+    ``sidecar_groups``: the groups of the static token user ``sidecar`` (default:
+    cluster-admin through system:masters; empty: only what RBAC grants it, which is
+    nothing but the defaults of system:authenticated).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     lifetime = datetime.timedelta(days=7)
@@ -104,19 +112,19 @@ def generate(directory: Path) -> ClusterCredentials:
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token, sidecar_token = secrets.token_hex(24), secrets.token_hex(24)
+    sidecar_line = f"{sidecar_token},sidecar,sidecar-uid"
+    if sidecar_groups:
+        sidecar_line += f',"{",".join(sidecar_groups)}"'
     pem = serialization.Encoding.PEM
     return ClusterCredentials(
         ca_cert=_write(directory / "ca.crt", ca_cert.public_bytes(pem)),
         serving_cert=_write(directory / "apiserver.crt", serving_cert.public_bytes(pem)),
         serving_key=_write(directory / "apiserver.key", _pem_key(serving_key)),
         service_account_key=_write(directory / "sa.key", _pem_key(sa_key)),
-        # kube-apiserver --token-auth-file line: token,user,uid,"group1,group2"
+        # kube-apiserver --token-auth-file line: token,user,uid[,"group1,group2"]
         token_file=_write(
             directory / "tokens.csv",
-            (
-                f'{token},admin,admin-uid,"system:masters"\n'
-                f'{sidecar_token},sidecar,sidecar-uid,"system:masters"\n'
-            ).encode(),
+            f'{token},admin,admin-uid,"system:masters"\n{sidecar_line}\n'.encode(),
         ),
         admin_token=token,
         sidecar_token=sidecar_token,

@@ -146,7 +146,7 @@ async def test_status_makes_no_remote_call(
     def pod_reads() -> int:
         return sum(
             1
-            for e in control_plane.audit_events(user="sidecar")
+            for e in control_plane.audit_events(user=control_plane.sidecar_user)
             if (e.get("objectRef") or {}).get("resource") == "pods"
             and e.get("verb") in ("get", "list")
             and e.get("stage") == "ResponseComplete"
