@@ -3,7 +3,9 @@
 #   - Debian packages etcd-server and openssh-server (and curl), with apt-get;
 #   - a virtualenv in .venv with the package and its test extras;
 #   - the control-plane binaries (built once from the Go module proxy into
-#     ~/.cache/interlink-k8s-sidecar, or taken from $LOCAL_CLUSTER_BIN_DIR).
+#     ~/.cache/interlink-k8s-sidecar, or taken from $LOCAL_CLUSTER_BIN_DIR);
+#   - helm and kubectl, built the same way (or $HELM_BIN / $KUBECTL_BIN), linked into
+#     .venv/bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -29,3 +31,6 @@ echo "[setup] installing the package with its test extras"
 
 echo "[setup] control-plane binaries"
 "$VENV/bin/python" -m sidecar.localcluster
+
+echo "[setup] helm and kubectl (linked into $VENV/bin)"
+"$VENV/bin/python" -m sidecar.localcluster.tools

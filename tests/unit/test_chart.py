@@ -1,6 +1,6 @@
 """The Helm chart: linted, rendered, and every rendered object checked.
 
-helm is built once from the Go module proxy (``sidecar.localcluster.helm``; about 2 min
+helm is built once from the Go module proxy (``sidecar.localcluster.tools``; about 2 min
 cold on 2 cores, then cached) or taken from ``$HELM_BIN``. In CI (``CI`` set) a missing
 helm fails these tests; elsewhere they are skipped with the reason. Rendered objects are
 validated with kubernetes-validate (strict) against two Kubernetes minors; the
@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from sidecar import settings
-from sidecar.localcluster.helm import HelmError, ensure_helm, helm_directory
+from sidecar.localcluster.tools import HELM, ToolError, ensure_tool, tool_directory
 from sidecar.settings import ListenKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +71,8 @@ def helm(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) 
             reporter.write_line(f"[helm] {line}")
 
     try:
-        binary = ensure_helm(progress=progress)
-    except HelmError as exc:
+        binary = ensure_tool(HELM, progress=progress)
+    except ToolError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"helm is mandatory in CI and could not be had: {exc}")
         pytest.skip(f"no helm: {exc}")
@@ -498,16 +498,18 @@ def test_helm_bin_is_used_as_is_or_refused_with_what_to_do(tmp_path: Path) -> No
     binary = tmp_path / "helm"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    assert ensure_helm(environ={"HELM_BIN": str(binary)}) == binary
-    with pytest.raises(HelmError, match=r"HELM_BIN=.* is not an executable file") as caught:
-        ensure_helm(environ={"HELM_BIN": str(tmp_path / "missing")})
+    assert ensure_tool(HELM, environ={"HELM_BIN": str(binary)}) == binary
+    with pytest.raises(ToolError, match=r"HELM_BIN=.* is not an executable file") as caught:
+        ensure_tool(HELM, environ={"HELM_BIN": str(tmp_path / "missing")})
     assert "\n" not in str(caught.value)
 
 
 @pytest.mark.timeout(30)
 def test_missing_go_toolchain_says_what_to_do(tmp_path: Path) -> None:
     environ = {"XDG_CACHE_HOME": str(tmp_path), "PATH": str(tmp_path)}
-    with pytest.raises(HelmError, match="'go' is not on PATH") as caught:
-        ensure_helm(environ=environ)
+    with pytest.raises(ToolError, match="'go' is not on PATH") as caught:
+        ensure_tool(HELM, environ=environ)
     assert "HELM_BIN" in str(caught.value) and "\n" not in str(caught.value)
-    assert helm_directory(environ) == tmp_path / "interlink-k8s-sidecar" / "bin" / "helm-3.22.0"
+    assert (
+        tool_directory(HELM, environ) == tmp_path / "interlink-k8s-sidecar" / "bin" / "helm-3.22.0"
+    )

@@ -403,7 +403,7 @@ def test_build_context_makes_a_complete_wheel_whose_entry_point_runs(tmp_path: P
     for package in ("sidecar", "tunnel", "metrics"):
         assert f"{package}/__init__.py" in names
         assert f"{package}/py.typed" in names
-    for data in ("build-control-plane.sh", "build-helm.sh", "kwok-stages.yaml"):
+    for data in ("build-control-plane.sh", "build-helm.sh", "build-kubectl.sh", "kwok-stages.yaml"):
         assert f"sidecar/localcluster/{data}" in names
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     assert "interlink-k8s-sidecar = sidecar.__main__:main" in entry_points
