@@ -6,12 +6,15 @@ Run: ``.venv/bin/python -m tests.bench.tunnel_bench [--megabytes 200] [--rounds 
 One run starts, all on 127.0.0.1: a control plane (kwok), a real OpenSSH sshd as the
 gateway, a target server in its own process standing in for the pod, the real sidecar
 (``dial_mode = direct``; the pod's IP is patched to 127.0.0.1 as kwok's is not routable)
-and ``ssh -N -R`` through the same sshd to the same target. Both paths therefore share
-sshd, the target and the client; only the tunnel end differs. Measured, per path:
+and ``ssh -N -R`` (twice: default and AES-GCM cipher) through the same sshd to the same
+target. All paths therefore share sshd, the target and the client; only the tunnel end
+differs. Measured, per path:
 
 * throughput client -> pod (upload) and pod -> client (download): ``--megabytes`` per
-  transfer, ``--rounds`` rounds alternating the two paths, the median kept; the ratio
-  sidecar / OpenSSH is reported per direction;
+  transfer, ``--rounds`` rounds alternating the paths, the median kept; the ratio
+  sidecar / OpenSSH is reported per direction, against ``ssh -R`` with its default
+  cipher (chacha20-poly1305, OpenSSH's first choice) and with ``-c aes256-gcm@openssh.com``
+  (the sidecar's first choice, ``tcp_tunnel.ciphers``): the like-for-like comparison;
 * connection set-up latency: connect through the gateway, one byte there and back,
   ``--connections`` sequential connections (p50/p99);
 * CPU per MB: user+system CPU of the tunnel end's process (the sidecar, or the ``ssh``
@@ -162,11 +165,14 @@ def percentile(samples: list[float], fraction: float) -> float:
 # --- the two tunnel ends ----------------------------------------------------------------
 
 
-def start_openssh(sshd: SshdServer, gateway_port: int, target: int) -> subprocess.Popen[bytes]:
+def start_openssh(
+    sshd: SshdServer, gateway_port: int, target: int, *cipher: str
+) -> subprocess.Popen[bytes]:
     g = sshd.gateway
     return subprocess.Popen(
         [
             "ssh",
+            *cipher,
             "-N",
             "-F",
             "/dev/null",
@@ -279,9 +285,11 @@ def measure(paths: dict[str, tuple[int, int]], args: argparse.Namespace) -> dict
             "setup_ms_p99": round(percentile(latencies, 0.99), 2),
             "cpu_ms_per_MB": round(cpu[name] * 1000 / (2 * args.rounds * args.megabytes), 2),
         }
-    ours, theirs = results["sidecar"], results["openssh"]
-    results["ratio_upload"] = round(ours["upload_MBps"] / theirs["upload_MBps"], 2)
-    results["ratio_download"] = round(ours["download_MBps"] / theirs["download_MBps"], 2)
+    ours = results["sidecar"]
+    for other in ("openssh", "openssh_aes256_gcm"):
+        for direction in ("upload", "download"):
+            ratio = ours[f"{direction}_MBps"] / results[other][f"{direction}_MBps"]
+            results[f"ratio_{direction}_vs_{other}"] = round(ratio, 2)
     return results
 
 
@@ -295,6 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (workdir / "sshd").mkdir()
     sshd = SshdServer(workdir / "sshd")
     openssh: subprocess.Popen[bytes] | None = None
+    same_cipher: subprocess.Popen[bytes] | None = None
     sidecar: SidecarProcess | None = None
     try:
         assert target.stdout is not None
@@ -303,16 +312,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sshd.start()
         cluster = LocalCluster(workdir / "cluster", ensure_binaries(), progress=print)
         with cluster:
-            openssh_port = free_port()
+            openssh_port, same_cipher_port = free_port(), free_port()
             openssh = start_openssh(sshd, openssh_port, target_port)
+            same_cipher = start_openssh(
+                sshd, same_cipher_port, target_port, "-c", "aes256-gcm@openssh.com"
+            )
             sidecar, sidecar_port = asyncio.run(
                 start_sidecar_tunnel(workdir, cluster, sshd, target_port)
             )
             wait_forwarding(openssh_port)
+            wait_forwarding(same_cipher_port)
             wait_forwarding(sidecar_port)
             paths = {
                 "sidecar": (sidecar_port, sidecar.process.pid),
                 "openssh": (openssh_port, openssh.pid),
+                "openssh_aes256_gcm": (same_cipher_port, same_cipher.pid),
             }
             results = measure(paths, args)
             results["sshd_log"] = str(sshd.gateway.log_path)
@@ -320,9 +334,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if sidecar is not None:
             sidecar.stop()
-        if openssh is not None:
-            openssh.terminate()
-            openssh.wait()
+        for client in (openssh, same_cipher):
+            if client is not None:
+                client.terminate()
+                client.wait()
         sshd.stop()
         target.kill()
         target.wait()
