@@ -1,95 +1,263 @@
 """The metric catalogue: every metric the process exports, on a registry passed in.
 
 Names follow ``<namespace>_<subsystem>_<name>_<unit>`` with base units (seconds, bytes);
-counters get ``_total`` at exposition. Labels come from closed sets (route, method,
-status code, task name): never a pod uid or an error text. Library code never touches
+counters get ``_total`` at exposition. Every label takes its values from a closed set,
+listed in the field docstrings of ``Metrics`` (route, method, status code, verb, task
+name, ...): never a pod uid, a name, a namespace or an error text. Where a value comes
+from outside the process (an HTTP method a client sent, a watch event type), the counter
+clamps it: anything not in the set is counted as ``other``. Library code never touches
 prometheus-client's global registry, so tests build a fresh one each.
+
+Counters whose label sets are small are created at zero for every value, so a
+dashboard's ``rate()`` has a series from the first scrape on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 NAMESPACE = "sidecar"
+OTHER = "other"
+"""The value a clamped label takes when the real one is not in its closed set."""
+
+# --- the closed label sets -------------------------------------------------------------
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+HTTP_CODES = frozenset(str(code) for code in range(100, 600))
+ERROR_CODE = "error"
+"""``code`` of a remote call that got no HTTP answer (refused, reset, timed out)."""
+
+REMOTE_VERBS = frozenset(
+    {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "connect",
+        OTHER,
+    }
+)
+"""Kubernetes API verbs (the API server's own names); ``connect``: exec, attach,
+port-forward and proxy, websockets included."""
+
+REMOTE_RESOURCES = frozenset(
+    {
+        "pods",
+        "pods/log",
+        "pods/status",
+        "pods/portforward",
+        "pods/exec",
+        "pods/attach",
+        "pods/proxy",
+        "pods/eviction",
+        "pods/binding",
+        "pods/ephemeralcontainers",
+        "namespaces",
+        "namespaces/status",
+        "namespaces/finalize",
+        "configmaps",
+        "secrets",
+        "persistentvolumeclaims",
+        "persistentvolumeclaims/status",
+        "persistentvolumes",
+        "nodes",
+        "nodes/status",
+        "events",
+        "services",
+        "serviceaccounts",
+        "endpoints",
+        "version",
+        OTHER,
+    }
+)
+"""Remote resources (plural, ``/subresource``) a call can be counted under."""
+
+CREATE_OUTCOMES = ("created", "existing", "invalid", "failed")
+DELETE_OUTCOMES = ("done", "deferred")
+WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", OTHER})
+WATCH_RESTART_REASONS = ("gone", "inactivity", "unreachable", "error", "bug")
+ORPHAN_KINDS = ("ConfigMap", "Secret")
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+TUNNEL_DIRECTIONS = ("to_pod", "from_pod")
+TUNNEL_ERROR_REASONS = ("host_key", "auth", "timeout", "connect", "dial")
 
 # Plugin API latencies: /status is answered in milliseconds, /create may take seconds
 # (namespace, pod), interLink gives up after 120 s.
 _API_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Remote API calls: milliseconds on a healthy server, up to k8s.request_timeout_seconds.
+_REMOTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ClosedCounter(Counter):
+    """A Counter whose ``closed`` labels only take values from their sets; any other
+    value is counted as ``other``, so nobody outside the process can add series."""
+
+    def __init__(
+        self, *args: Any, closed: Mapping[str, Iterable[str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Children (one per label set) are built by Counter.labels without ``closed``.
+        self._closed = {name: frozenset(values) for name, values in (closed or {}).items()}
+
+    def _clamp(self, name: str, value: object) -> str:
+        allowed = self._closed.get(name)
+        text = str(value)
+        return text if allowed is None or text in allowed else OTHER
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        if labelkwargs:
+            labelkwargs = {name: self._clamp(name, v) for name, v in labelkwargs.items()}
+        elif len(labelvalues) == len(self._labelnames):
+            labelvalues = tuple(
+                self._clamp(name, v) for name, v in zip(self._labelnames, labelvalues, strict=True)
+            )
+        return super().labels(*labelvalues, **labelkwargs)
 
 
 @dataclass(frozen=True, slots=True)
 class Metrics:
     registry: CollectorRegistry
     build_info: Info
+    """``sidecar_build_info{version}``: the running version (one series)."""
     api_requests: Counter
-    """Plugin API requests by route, method and HTTP status code."""
+    """``sidecar_api_requests_total{route,method,code}``: plugin API requests. ``route``:
+    the route's path (``/create``, ``/delete``, ``/status``, ``/getLogs``) or
+    ``unmatched``; ``method``: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ``other``;
+    ``code``: the HTTP status."""
     api_request_duration: Histogram
-    """Plugin API request duration by route (time to the response headers)."""
+    """``sidecar_api_request_duration_seconds{route}``: plugin API request duration until
+    the response headers (``route`` as above)."""
+    remote_requests: Counter
+    """``sidecar_remote_requests_total{verb,resource,code}``: calls to the remote API
+    server. ``verb``: ``REMOTE_VERBS``; ``resource``: ``REMOTE_RESOURCES`` (plural, with
+    the subresource: ``pods/log``), ``other`` for anything else; ``code``: the HTTP
+    status, ``error`` when no answer came. Watches and log streams count once."""
+    remote_request_duration: Histogram
+    """``sidecar_remote_request_duration_seconds{verb,resource}``: time to the response
+    headers of a remote call (a watch or a followed log: until its stream starts);
+    ``verb`` and ``resource`` as in ``remote_requests``."""
     remote_up: Gauge
-    """1 when the last reachability check of the remote API server succeeded."""
+    """``sidecar_remote_up``: 1 when the last reachability check of the remote API
+    server succeeded."""
     root_task_up: Gauge
-    """1 while a root task of the process runs."""
+    """``sidecar_process_root_task_up{task}``: 1 while a root task runs. ``task``: the
+    root task names of ``sidecar/app.py`` (plugin-api-server, ops-server, remote-prober,
+    remote-watcher, janitor, tunnel-manager, tunnel-feeder)."""
     creates: Counter
-    """/create outcomes: created, existing (idempotent repeat), invalid, failed."""
+    """``sidecar_offload_creates_total{outcome}``: /create outcomes, ``CREATE_OUTCOMES``:
+    created, existing (idempotent repeat), invalid (422 before any write), failed
+    (remote failure, rolled back)."""
     deletes: Counter
-    """/delete outcomes: done at once, or deferred to the janitor."""
+    """``sidecar_offload_deletes_total{outcome}``: /delete outcomes, ``DELETE_OUTCOMES``:
+    done at once, or deferred to the janitor."""
     janitor_retries: Counter
-    """Cleanup attempts of journalled deletes that did not finish."""
+    """``sidecar_janitor_retries_total``: cleanup attempts of journalled deletes that did
+    not finish."""
     pending_deletes: Gauge
-    """Deletes in the journal, not finished yet."""
+    """``sidecar_janitor_pending_deletes``: deletes in the journal, not finished yet."""
+    orphans_reaped: Counter
+    """``sidecar_janitor_orphans_reaped_total{kind}``: remote objects of ours whose pod
+    no longer exists, deleted by the janitor's sweep. ``kind``: ``ORPHAN_KINDS``
+    (ConfigMap, Secret)."""
     watch_events: Counter
-    """Remote pod watch events by type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR)."""
+    """``sidecar_watch_events_total{type}``: remote pod watch events, ``type``: ADDED,
+    MODIFIED, DELETED, BOOKMARK, ERROR or ``other``."""
     watch_restarts: Counter
-    """Watch restarts by reason (gone, inactivity, unreachable, error)."""
+    """``sidecar_watch_restarts_total{reason}``: watch restarts, ``reason``:
+    ``WATCH_RESTART_REASONS`` (gone, inactivity, unreachable, error, bug)."""
     status_propagation: Histogram
-    """Remote change (its last managedFields time) to status cache update, seconds."""
+    """``sidecar_status_propagation_delay_seconds``: remote change (its last managedFields
+    time, second precision) to status cache update."""
     cache_pods: Gauge
-    """Pods in the status cache."""
+    """``sidecar_status_cache_pods``: pods in the status cache."""
     cache_age: Gauge
-    """Seconds since the status cache last heard from the watch (event or bookmark)."""
+    """``sidecar_status_cache_age_seconds``: seconds since the status cache last heard
+    from the watch (event or bookmark)."""
     log_streams: Gauge
-    """Open /getLogs streams."""
+    """``sidecar_logs_streams``: open /getLogs streams."""
     tunnels: Gauge
-    """Tunnels by state (pending, open, error)."""
+    """``sidecar_tunnel_tunnels{state}``: tunnels by state (pending, open, error)."""
     tunnel_connections: Gauge
-    """Connections being forwarded right now."""
+    """``sidecar_tunnel_active_connections``: connections being forwarded right now."""
     tunnel_bytes: Counter
-    """Bytes forwarded, by direction (to_pod, from_pod)."""
+    """``sidecar_tunnel_bytes_total{direction}``: bytes forwarded, ``direction``: to_pod,
+    from_pod."""
     tunnel_connection_errors: Counter
-    """Tunnel errors by reason (host_key, auth, timeout, connect, dial)."""
+    """``sidecar_tunnel_errors_total{reason}``: tunnel errors, ``reason``:
+    ``TUNNEL_ERROR_REASONS`` (host_key, auth, timeout, connect, dial)."""
     ssh_reconnects: Counter
-    """Gateway connections lost (each followed by a reconnect)."""
+    """``sidecar_tunnel_ssh_reconnects_total``: gateway connections lost (each followed by
+    a reconnect)."""
     gateway_connected: Gauge
-    """1 while the SSH connection to the gateway is up."""
+    """``sidecar_tunnel_gateway_connected``: 1 while the SSH connection to the gateway is
+    up."""
+
+
+def _zero(counter: Counter, values: Iterable[str]) -> Counter:
+    """Create the series of every value of a one-label counter, at zero."""
+    for value in values:
+        counter.labels(value)
+    return counter
 
 
 def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
     """Register the catalogue on ``registry``."""
-    build_info = Info("build", "Build information", namespace=NAMESPACE, registry=registry)
+    build_info = Info(
+        "build", "Build information: the running version", namespace=NAMESPACE, registry=registry
+    )
     build_info.info({"version": version})
     return Metrics(
         registry=registry,
         build_info=build_info,
-        api_requests=Counter(
+        api_requests=ClosedCounter(
             "requests",
-            "Plugin API requests by route, method and status code",
+            "Plugin API requests by route, method and HTTP status code",
             ["route", "method", "code"],
             namespace=NAMESPACE,
             subsystem="api",
             registry=registry,
+            closed={"method": HTTP_METHODS | {OTHER}, "code": HTTP_CODES},
         ),
         api_request_duration=Histogram(
             "request_duration_seconds",
-            "Plugin API request duration until the response headers",
+            "Plugin API request duration until the response headers, in seconds",
             ["route"],
             namespace=NAMESPACE,
             subsystem="api",
             buckets=_API_BUCKETS,
+            registry=registry,
+        ),
+        remote_requests=ClosedCounter(
+            "requests",
+            "Remote API server calls by verb, resource and HTTP status code "
+            "(error: no answer); watches and log streams count once",
+            ["verb", "resource", "code"],
+            namespace=NAMESPACE,
+            subsystem="remote",
+            registry=registry,
+            closed={
+                "verb": REMOTE_VERBS,
+                "resource": REMOTE_RESOURCES,
+                "code": HTTP_CODES | {ERROR_CODE},
+            },
+        ),
+        remote_request_duration=Histogram(
+            "request_duration_seconds",
+            "Remote API server call duration until the response headers, in seconds",
+            ["verb", "resource"],
+            namespace=NAMESPACE,
+            subsystem="remote",
+            buckets=_REMOTE_BUCKETS,
             registry=registry,
         ),
         remote_up=Gauge(
@@ -107,21 +275,27 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             subsystem="process",
             registry=registry,
         ),
-        creates=Counter(
-            "creates",
-            "Pod creates by outcome",
-            ["outcome"],
-            namespace=NAMESPACE,
-            subsystem="offload",
-            registry=registry,
+        creates=_zero(
+            Counter(
+                "creates",
+                "Pod creates by outcome (created, existing, invalid, failed)",
+                ["outcome"],
+                namespace=NAMESPACE,
+                subsystem="offload",
+                registry=registry,
+            ),
+            CREATE_OUTCOMES,
         ),
-        deletes=Counter(
-            "deletes",
-            "Pod deletes by outcome",
-            ["outcome"],
-            namespace=NAMESPACE,
-            subsystem="offload",
-            registry=registry,
+        deletes=_zero(
+            Counter(
+                "deletes",
+                "Pod deletes by outcome (done, deferred to the janitor)",
+                ["outcome"],
+                namespace=NAMESPACE,
+                subsystem="offload",
+                registry=registry,
+            ),
+            DELETE_OUTCOMES,
         ),
         janitor_retries=Counter(
             "retries",
@@ -130,25 +304,47 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             subsystem="janitor",
             registry=registry,
         ),
-        watch_events=Counter(
+        pending_deletes=Gauge(
+            "pending_deletes",
+            "Deletes accepted and not finished yet",
+            namespace=NAMESPACE,
+            subsystem="janitor",
+            registry=registry,
+        ),
+        orphans_reaped=_zero(
+            Counter(
+                "orphans_reaped",
+                "Remote objects of ours whose pod no longer exists, deleted by the janitor",
+                ["kind"],
+                namespace=NAMESPACE,
+                subsystem="janitor",
+                registry=registry,
+            ),
+            ORPHAN_KINDS,
+        ),
+        watch_events=ClosedCounter(
             "events",
             "Remote pod watch events by type",
             ["type"],
             namespace=NAMESPACE,
             subsystem="watch",
             registry=registry,
+            closed={"type": WATCH_EVENT_TYPES},
         ),
-        watch_restarts=Counter(
-            "restarts",
-            "Watch restarts by reason",
-            ["reason"],
-            namespace=NAMESPACE,
-            subsystem="watch",
-            registry=registry,
+        watch_restarts=_zero(
+            Counter(
+                "restarts",
+                "Watch restarts by reason (gone, inactivity, unreachable, error, bug)",
+                ["reason"],
+                namespace=NAMESPACE,
+                subsystem="watch",
+                registry=registry,
+            ),
+            WATCH_RESTART_REASONS,
         ),
         status_propagation=Histogram(
             "propagation_delay_seconds",
-            "Remote pod change to status cache update",
+            "Remote pod change (managedFields time) to status cache update, in seconds",
             namespace=NAMESPACE,
             subsystem="status",
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
@@ -177,7 +373,7 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         ),
         tunnels=Gauge(
             "tunnels",
-            "Tunnels by state",
+            "Tunnels by state (pending, open, error)",
             ["state"],
             namespace=NAMESPACE,
             subsystem="tunnel",
@@ -190,17 +386,20 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             subsystem="tunnel",
             registry=registry,
         ),
-        tunnel_bytes=Counter(
-            "bytes",
-            "Bytes forwarded by direction",
-            ["direction"],
-            namespace=NAMESPACE,
-            subsystem="tunnel",
-            registry=registry,
+        tunnel_bytes=_zero(
+            Counter(
+                "bytes",
+                "Bytes forwarded through tunnels by direction (to_pod, from_pod)",
+                ["direction"],
+                namespace=NAMESPACE,
+                subsystem="tunnel",
+                registry=registry,
+            ),
+            TUNNEL_DIRECTIONS,
         ),
         tunnel_connection_errors=Counter(
             "errors",
-            "Tunnel errors by reason",
+            "Tunnel errors by reason (host_key, auth, timeout, connect, dial)",
             ["reason"],
             namespace=NAMESPACE,
             subsystem="tunnel",
@@ -220,27 +419,28 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             subsystem="tunnel",
             registry=registry,
         ),
-        pending_deletes=Gauge(
-            "pending_deletes",
-            "Deletes accepted and not finished yet",
-            namespace=NAMESPACE,
-            subsystem="janitor",
-            registry=registry,
-        ),
     )
 
 
 class _PhaseCollector(Collector):
-    """Offloaded pods by remote phase, counted at scrape time from the status cache."""
+    """Offloaded pods by remote phase, counted at scrape time from the status cache.
+
+    Every phase of ``POD_PHASES`` is exported (0 when none); a phase the API server
+    invents later is counted as ``Unknown``.
+    """
 
     def __init__(self, phases: Callable[[], Mapping[str, int]]) -> None:
         self._phases = phases
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = dict.fromkeys(POD_PHASES, 0)
+        for phase, count in self._phases().items():
+            key = phase if phase in counts else "Unknown"
+            counts[key] += count
         family = GaugeMetricFamily(
             f"{NAMESPACE}_remote_pods", "Offloaded pods by remote phase", labels=["phase"]
         )
-        for phase, count in sorted(self._phases().items()):
+        for phase, count in counts.items():
             family.add_metric([phase], count)
         yield family
 

@@ -22,7 +22,9 @@ import asyncssh
 from kubernetes_asyncio import client
 from kubernetes_asyncio.stream import WsApiClient
 
+from metrics import Metrics
 from sidecar.api.wire import JsonObject
+from sidecar.remote.client import remote_call
 from sidecar.settings import TcpTunnelSettings
 from sidecar.status.cache import StatusCache
 from tunnel import DesiredTunnel
@@ -76,11 +78,14 @@ def tunnel_config(settings: TcpTunnelSettings) -> TunnelConfig:
     )
 
 
-def make_dialer(settings: TcpTunnelSettings, api_client: client.ApiClient) -> Dial:
-    """The dial function for ``tcp_tunnel.dial_mode``."""
+def make_dialer(
+    settings: TcpTunnelSettings, api_client: client.ApiClient, *, metrics: Metrics | None = None
+) -> Dial:
+    """The dial function for ``tcp_tunnel.dial_mode``; port-forward websockets are counted
+    in ``metrics`` (when given) as remote calls ``connect pods/portforward``."""
     ws_client = WsApiClient(configuration=api_client.configuration)
 
-    async def open_ws(namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
+    async def connect_ws(namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
         core = client.CoreV1Api(ws_client)
         # With _preload_content=False the generated method gives aiohttp's websocket
         # request context (typed as str by the generator): awaiting it connects.
@@ -88,6 +93,20 @@ def make_dialer(settings: TcpTunnelSettings, api_client: client.ApiClient) -> Di
             pod, namespace, ports=port, _preload_content=False
         )
         ws: aiohttp.ClientWebSocketResponse = await connect
+        return ws
+
+    async def open_ws(namespace: str, pod: str, port: int) -> aiohttp.ClientWebSocketResponse:
+        if metrics is None:
+            return await connect_ws(namespace, pod, port)
+        # WsApiClient does not go through the instrumented REST client: timed here, up
+        # to the end of the websocket handshake (101 Switching Protocols).
+        with remote_call(metrics, "connect", "pods/portforward") as call:
+            try:
+                ws = await connect_ws(namespace, pod, port)
+            except aiohttp.WSServerHandshakeError as exc:
+                call.code = str(exc.status)
+                raise
+            call.code = "101"
         return ws
 
     through_api = portforward_dialer(open_ws)

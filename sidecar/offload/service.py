@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from contextlib import AbstractAsyncContextManager
 
 from metrics import Metrics
 from sidecar.api.wire import CreateRequest, JsonObject, PodRef
@@ -95,6 +96,11 @@ class Offloader:
         for warning in plan.warnings:
             logger.warning("%s", warning)
         return plan
+
+    def hold_uid(self, uid: str) -> AbstractAsyncContextManager[None]:
+        """The per-pod-uid lock creates and deletes hold; the orphan sweep takes it too,
+        so it waits for a create in flight instead of racing it."""
+        return self._locks.hold(uid)
 
     async def create(self, request: CreateRequest) -> str:
         """Offload the pod; returns the remote pod uid (the JID)."""

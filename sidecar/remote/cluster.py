@@ -146,6 +146,13 @@ class RemoteCluster:
         items: list[JsonObject] = listing.get("items") or []
         return items
 
+    async def list_all_objects(self, kind: str, selector: str) -> list[JsonObject]:
+        """Objects of ``kind`` in every namespace that match ``selector``."""
+        method = getattr(self._core, f"list_{_KINDS[kind]}_for_all_namespaces")
+        listing = await self._json(method, label_selector=selector)
+        items: list[JsonObject] = listing.get("items") or []
+        return items
+
     async def read_namespace(self, name: str) -> JsonObject | None:
         try:
             result: JsonObject = await self._json(self._core.read_namespace, name)
