@@ -65,16 +65,19 @@ async def probe_forever(
     while True:
         try:
             info = await version()
-            health.record(up=True, detail=f"version {info.get('gitVersion', '?')}")
         except RemoteError as exc:
             health.record(up=False, detail=str(exc))
-        if health.up and measure is not None and time.monotonic() - measured_at >= measure_every:
-            measured_at = time.monotonic()
-            try:
-                health.resources = await measure()
-            except RemoteError as exc:  # e.g. no RBAC to list nodes: the ping stays honest
-                logger.warning("cannot measure remote node capacity: %s", exc)
-                health.resources = {}
+        else:
+            # Measure before declaring the server up: the first ping that says "ok"
+            # (and /readyz) then already carries the capacity.
+            if measure is not None and time.monotonic() - measured_at >= measure_every:
+                measured_at = time.monotonic()
+                try:
+                    health.resources = await measure()
+                except RemoteError as exc:  # e.g. no RBAC to list nodes: the ping stays honest
+                    logger.warning("cannot measure remote node capacity: %s", exc)
+                    health.resources = {}
+            health.record(up=True, detail=f"version {info.get('gitVersion', '?')}")
         if on_change is not None:
             on_change(health.up)
         await asyncio.sleep(interval)
