@@ -106,6 +106,36 @@ def ensure_binaries(
     return found
 
 
+def run_build_script(
+    argv: list[str],
+    *,
+    log_path: Path,
+    marker: str,
+    progress: Callable[[str], None],
+    environ: Mapping[str, str],
+) -> tuple[int, str]:
+    """Run ``bash argv...`` with its whole output in ``log_path`` and the lines starting
+    with ``marker`` passed to ``progress``; (exit code, last non-empty line)."""
+    last = ""
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            ["bash", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(environ),
+        ) as process,
+    ):
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            last = line.strip() or last
+            if line.startswith(marker):
+                progress(line.rstrip())
+        return process.wait(), last
+
+
 def _build(directory: Path, *, progress: Callable[[str], None], environ: Mapping[str, str]) -> None:
     log_path = cache_root(environ) / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,30 +145,20 @@ def _build(directory: Path, *, progress: Callable[[str], None], environ: Mapping
         f"(cold: about 7 min on 2 cores; log: {log_path})"
     )
     started = time.monotonic()
-    last = ""
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                "bash",
-                str(_SCRIPT),
-                K8S_VERSION,
-                KWOK_VERSION,
-                ETCD_VERSION,
-                str(directory),
-                str(cache_root(environ) / "work"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(environ),
-        )
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            last = line.strip() or last
-            if line.startswith("[control-plane build]"):
-                progress(line.rstrip())
-        code = process.wait()
+    code, last = run_build_script(
+        [
+            str(_SCRIPT),
+            K8S_VERSION,
+            KWOK_VERSION,
+            ETCD_VERSION,
+            str(directory),
+            str(cache_root(environ) / "work"),
+        ],
+        log_path=log_path,
+        marker="[control-plane build]",
+        progress=progress,
+        environ=environ,
+    )
     if code != 0:
         raise LocalClusterError(
             f"control-plane build failed (exit {code}): {last}; see {log_path}, fix the "

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.localcluster.binaries import K8S_VERSION, cache_root
+from sidecar.localcluster.binaries import K8S_VERSION, cache_root, run_build_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +95,13 @@ def _build(
         f"(cold: {tool.cold_build}; log: {log_path})"
     )
     started = time.monotonic()
-    last = ""
-    work = str(cache_root(environ) / "work")
-    with (
-        log_path.open("w") as log,
-        subprocess.Popen(
-            ["bash", str(tool.script), tool.version, str(directory), work],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(environ),
-        ) as process,
-    ):
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            last = line.strip() or last
-            if line.startswith(f"[{tool.name} build]"):
-                progress(line.rstrip())
-        code = process.wait()
+    code, last = run_build_script(
+        [str(tool.script), tool.version, str(directory), str(cache_root(environ) / "work")],
+        log_path=log_path,
+        marker=f"[{tool.name} build]",
+        progress=progress,
+        environ=environ,
+    )
     if code != 0:
         raise ToolError(
             f"{tool.name} build failed (exit {code}): {last}; see {log_path}, fix the cause "

@@ -35,8 +35,8 @@ async def run_janitor(
         group.create_task(
             sweep_forever(
                 offloader.remote,
-                # The create path's per-uid lock (Offloader has no public accessor for
-                # it yet): a sweep waits for a create in flight instead of racing it.
+                # The create path's per-uid lock: a sweep waits for a create in flight
+                # instead of racing it.
                 hold=offloader.hold_uid,
                 journal=journal,
                 metrics=metrics,

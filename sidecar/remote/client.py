@@ -87,7 +87,7 @@ Query = Iterable[tuple[str, object]] | Mapping[str, object] | None
 
 
 def _watching(query: Query) -> bool:
-    pairs = query.items() if isinstance(query, Mapping) else (query or ())
+    pairs = _pairs(query)
     return any(key == "watch" and str(value).lower() in ("true", "1") for key, value in pairs)
 
 

@@ -45,6 +45,7 @@ from typing import Any
 from sidecar.localcluster import LocalCluster, ensure_binaries
 from sidecar.localcluster.cluster import free_port
 from tests import podshapes
+from tests.bench.status_bench import percentile
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.fixtures.sshd import SshdServer
 from tests.integration.plugin_client import call
@@ -155,11 +156,6 @@ def wait_forwarding(port: int, timeout: float = 30) -> None:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 # --- the two tunnel ends ----------------------------------------------------------------
