@@ -316,7 +316,9 @@ async def test_200_concurrent_connections_and_100_mb_each_way(
 ) -> None:
     echo_port, bulk_port = free_port(), free_port()
     size = 100 * MB
-    received_by_pod: dict[str, str] = {}
+    # Set by the pod once it has read everything up to EOF: the client's last drain
+    # only means the bytes left the client, not that the pod has them.
+    received_by_pod: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(await reader.readline())
@@ -334,7 +336,7 @@ async def test_200_concurrent_connections_and_100_mb_each_way(
         sending = asyncio.create_task(send())
         while data := await reader.read(MB):
             digest.update(data)
-        received_by_pod["sha256"] = digest.hexdigest()
+        received_by_pod.set_result(digest.hexdigest())
         await sending
         writer.close()
 
@@ -375,7 +377,7 @@ async def test_200_concurrent_connections_and_100_mb_each_way(
     writer.close()
     assert count == size
     assert got == hashlib.sha256(b"".join(payload(2, size))).hexdigest()
-    assert received_by_pod["sha256"] == sent
+    assert await asyncio.wait_for(received_by_pod, 30) == sent
     assert metric_value(sidecar, 'sidecar_tunnel_bytes_total{direction="to_pod"}') >= size
     assert metric_value(sidecar, 'sidecar_tunnel_bytes_total{direction="from_pod"}') >= size
     for server in servers:
