@@ -82,11 +82,15 @@ REMOTE_RESOURCES = frozenset(
 )
 """Remote resources (plural, ``/subresource``) a call can be counted under."""
 
-CREATE_OUTCOMES = ("created", "existing", "invalid", "failed")
+CREATE_OUTCOMES = ("created", "existing", "invalid", "failed", "deleted_first")
 DELETE_OUTCOMES = ("done", "deferred")
 WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", OTHER})
 WATCH_RESTART_REASONS = ("gone", "inactivity", "unreachable", "error", "bug")
 ORPHAN_KINDS = ("ConfigMap", "Secret")
+"""Kinds the object sweep reaps (``sidecar.offload.orphans``)."""
+REAPED_KINDS = (*ORPHAN_KINDS, "Pod")
+"""``kind`` of ``orphans_reaped``: the object sweep's kinds, and Pod (orphaned pods,
+reaped with all their objects)."""
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 TUNNEL_DIRECTIONS = ("to_pod", "from_pod")
 TUNNEL_ERROR_REASONS = ("host_key", "auth", "timeout", "connect", "dial")
@@ -156,7 +160,7 @@ class Metrics:
     creates: Counter
     """``sidecar_offload_creates_total{outcome}``: /create outcomes, ``CREATE_OUTCOMES``:
     created, existing (idempotent repeat), invalid (422 before any write), failed
-    (remote failure, rolled back)."""
+    (remote failure, rolled back), deleted_first (refused: its /delete came first)."""
     deletes: Counter
     """``sidecar_offload_deletes_total{outcome}``: /delete outcomes, ``DELETE_OUTCOMES``:
     done at once, or deferred to the janitor."""
@@ -167,8 +171,12 @@ class Metrics:
     """``sidecar_janitor_pending_deletes``: deletes in the journal, not finished yet."""
     orphans_reaped: Counter
     """``sidecar_janitor_orphans_reaped_total{kind}``: remote objects of ours whose pod
-    no longer exists, deleted by the janitor's sweep. ``kind``: ``ORPHAN_KINDS``
-    (ConfigMap, Secret)."""
+    no longer exists, deleted by the janitor's sweep. ``kind``: ``REAPED_KINDS``
+    (ConfigMap, Secret: copies left without a pod; Pod: orphaned remote pods, each
+    reaped with all its objects, which are not counted again)."""
+    orphan_pods: Gauge
+    """``sidecar_janitor_orphan_pods``: remote pods judged orphaned (local pod gone,
+    its /delete never came) at the last sweep and not reaped yet (see ``/orphans``)."""
     watch_events: Counter
     """``sidecar_watch_events_total{type}``: remote pod watch events, ``type``: ADDED,
     MODIFIED, DELETED, BOOKMARK, ERROR or ``other``."""
@@ -176,8 +184,9 @@ class Metrics:
     """``sidecar_watch_restarts_total{reason}``: watch restarts, ``reason``:
     ``WATCH_RESTART_REASONS`` (gone, inactivity, unreachable, error, bug)."""
     status_propagation: Histogram
-    """``sidecar_status_propagation_delay_seconds``: remote change (its last managedFields
-    time, second precision) to status cache update."""
+    """``sidecar_status_propagation_delay_seconds``: remote status change (its last
+    managedFields time, second precision) to status cache update; observed only for
+    events that change a pod's status (or add a pod), not for metadata-only updates."""
     cache_pods: Gauge
     """``sidecar_status_cache_pods``: pods in the status cache."""
     cache_age: Gauge
@@ -278,7 +287,7 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         creates=_zero(
             Counter(
                 "creates",
-                "Pod creates by outcome (created, existing, invalid, failed)",
+                "Pod creates by outcome (created, existing, invalid, failed, deleted_first)",
                 ["outcome"],
                 namespace=NAMESPACE,
                 subsystem="offload",
@@ -320,7 +329,14 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
                 subsystem="janitor",
                 registry=registry,
             ),
-            ORPHAN_KINDS,
+            REAPED_KINDS,
+        ),
+        orphan_pods=Gauge(
+            "orphan_pods",
+            "Remote pods judged orphaned (local pod gone) and not reaped yet",
+            namespace=NAMESPACE,
+            subsystem="janitor",
+            registry=registry,
         ),
         watch_events=ClosedCounter(
             "events",
@@ -344,7 +360,7 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         ),
         status_propagation=Histogram(
             "propagation_delay_seconds",
-            "Remote pod change (managedFields time) to status cache update, in seconds",
+            "Remote pod status change (managedFields time) to status cache update, in seconds",
             namespace=NAMESPACE,
             subsystem="status",
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),

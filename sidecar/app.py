@@ -2,8 +2,9 @@
 
 Root tasks (see shared/DESIGN.md): the plugin API server, the ops server, the remote
 prober (reachability and node capacity), the remote watcher (status cache) and the
-janitor (journalled deletes and the orphan sweep), and the tunnel manager when tunnels
-are on. If any of them ends, the process logs why and exits 1 so Kubernetes restarts it.
+janitor (journalled deletes, the orphan sweep and the orphan-pod sweep), and the tunnel
+manager when tunnels are on. If any of them ends, the process logs why and exits 1 so
+Kubernetes restarts it.
 
 SIGTERM or SIGINT start the shutdown ladder, all inside ``app.shutdown_timeout_seconds``
 (default 25 s, under Kubernetes' 30 s grace period): readiness turns 503 first, then the
@@ -29,6 +30,8 @@ from sidecar.api.server import make_plugin_app
 from sidecar.listeners import ListenError, bound_tcp_port, start_sites
 from sidecar.offload.janitor import run_janitor
 from sidecar.offload.journal import DeleteJournal, JournalError
+from sidecar.offload.local_pods import LocalPodReader, LocalReadError
+from sidecar.offload.orphan_pods import OrphanPods, liveness_gap
 from sidecar.offload.service import Offloader
 from sidecar.ops import ProcessState, make_ops_app
 from sidecar.remote.capacity import ping_resources, selector_string
@@ -36,6 +39,7 @@ from sidecar.remote.client import KubeconfigError, make_api_client
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth, probe_forever
 from sidecar.settings import Settings
+from sidecar.status.asked import ASKED_KEY, AskedLog
 from sidecar.status.cache import StatusCache
 from sidecar.status.watcher import Watcher
 from sidecar.supervision import RootTasks, serve_until_cancelled
@@ -60,7 +64,9 @@ async def run(
     ``on_ready(plugin_urls, ops_port)`` is called once everything listens.
     """
     started = time.monotonic()
-    journal = DeleteJournal(Path(settings.app.state_dir))
+    journal = DeleteJournal(
+        Path(settings.app.state_dir), tombstone_seconds=settings.app.delete_tombstone_seconds
+    )
     # Process-wide: no "<counter>_created" gauge next to every counter and histogram in
     # the text format (twice the series, and nothing a dashboard of this process uses).
     disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -84,6 +90,16 @@ async def run(
             logger.error("%s", exc)
             await remote.close()
             return EXIT_CONFIG
+    local_pods: LocalPodReader | None = None
+    if settings.k8s.local_kubeconfig_path:
+        try:
+            local_pods = await LocalPodReader.from_kubeconfig(
+                settings.k8s.local_kubeconfig_path, timeout=settings.k8s.request_timeout_seconds
+            )
+        except LocalReadError as exc:
+            logger.error("%s", exc)
+            await remote.close()
+            return EXIT_CONFIG
     metrics.pending_deletes.set_function(lambda: len(journal))
     cache = StatusCache()
     metrics.cache_pods.set_function(lambda: len(cache))
@@ -101,29 +117,44 @@ async def run(
     )
     if len(journal):
         logger.info("%d delete(s) from before the restart are pending", len(journal))
+    window = settings.offloading.orphan_after_seconds
+    asked = AskedLog(gap=liveness_gap(window))
+    orphan_pods = OrphanPods(
+        cache=cache,
+        asked=asked,
+        offloader=offloader,
+        metrics=metrics,
+        window=window,
+        policy=settings.offloading.orphan_policy,
+        local=local_pods,
+    )
     health = RemoteHealth()
     state = ProcessState()
     tasks = RootTasks()
     state.alive = tasks.alive
 
     budget = settings.app.shutdown_timeout_seconds
+    plugin_app = make_plugin_app(
+        remote=remote,
+        offloader=offloader,
+        cache=cache,
+        health=health,
+        offloading=settings.offloading,
+        metrics=metrics,
+        log_requests=settings.log.requests_enabled,
+    )
+    plugin_app[ASKED_KEY] = asked  # the handlers record what interLink asks about
     plugin_runner = web.AppRunner(
-        make_plugin_app(
-            remote=remote,
-            offloader=offloader,
-            cache=cache,
-            health=health,
-            offloading=settings.offloading,
-            metrics=metrics,
-            log_requests=settings.log.requests_enabled,
-        ),
+        plugin_app,
         handle_signals=False,
         access_log=None,
         # In-flight calls get most of the budget; the rest of the ladder is quick.
         shutdown_timeout=budget * 0.6,
     )
     ops_runner = web.AppRunner(
-        make_ops_app(state=state, health=health, metrics=metrics, tunnels=tunnels),
+        make_ops_app(
+            state=state, health=health, metrics=metrics, tunnels=tunnels, orphans=orphan_pods
+        ),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=1.0,
@@ -147,6 +178,8 @@ async def run(
         await plugin_runner.cleanup()
         await ops_runner.cleanup()
         await remote.close()
+        if local_pods is not None:
+            await local_pods.close()
         return EXIT_CONFIG
     ops_port = bound_tcp_port(ops_runner)
 
@@ -187,6 +220,7 @@ async def run(
             journal,
             max_backoff=settings.app.janitor_max_backoff_seconds,
             metrics=metrics,
+            orphan_pods=orphan_pods,
         ),
     )
     for name in tasks.names():
@@ -221,6 +255,8 @@ async def run(
         await tasks.stop(["ops-server"], timeout=budget * 0.1)
     finally:
         await remote.close()
+        if local_pods is not None:
+            await local_pods.close()
     for name in tasks.names():
         metrics.root_task_up.labels(name).set(0)
     logger.info(

@@ -1,4 +1,5 @@
-"""The ops server: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``.
+"""The ops server: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``,
+``/tunnels`` (the tunnel mapping) and ``/orphans`` (orphaned remote pods).
 
 Separate from the plugin API so probes and scrapes never queue behind interLink calls,
 and so the plugin API can stay on a unix socket while Prometheus and the kubelet use TCP.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from metrics import Metrics, metrics_handler
+from sidecar.offload.orphan_pods import OrphanPods
 from sidecar.remote.health import RemoteHealth
 from tunnel.manager import TunnelManager
 
@@ -27,6 +29,7 @@ class ProcessState:
 STATE_KEY = web.AppKey("state", ProcessState)
 HEALTH_KEY = web.AppKey("health", RemoteHealth)
 TUNNELS_KEY = web.AppKey("tunnels", TunnelManager)
+ORPHANS_KEY = web.AppKey("orphans", OrphanPods)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -62,19 +65,33 @@ async def tunnels_view(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def orphans_view(request: web.Request) -> web.Response:
+    """Remote pods judged orphaned (local pod gone, its /delete never came): each with
+    its evidence, when it was first seen and when it will be reaped; and the sweep's
+    state (policy, window, whether interLink's questions can be judged right now)."""
+    orphans = request.app.get(ORPHANS_KEY)
+    if orphans is None:
+        return web.json_response({"enabled": False, "orphans": []})
+    return web.json_response({"enabled": True, **orphans.report()})
+
+
 def make_ops_app(
     *,
     state: ProcessState,
     health: RemoteHealth,
     metrics: Metrics,
     tunnels: TunnelManager | None = None,
+    orphans: OrphanPods | None = None,
 ) -> web.Application:
     app = web.Application()
     app[STATE_KEY] = state
     app[HEALTH_KEY] = health
     if tunnels is not None:
         app[TUNNELS_KEY] = tunnels
+    if orphans is not None:
+        app[ORPHANS_KEY] = orphans
     app.router.add_get("/tunnels", tunnels_view)
+    app.router.add_get("/orphans", orphans_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))

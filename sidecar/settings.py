@@ -106,6 +106,11 @@ class AppSettings:
     """Directory for the small journal of deletes still to finish (survives restarts)."""
     janitor_max_backoff_seconds: float
     """Longest wait between two attempts to finish a delete the remote cluster refused."""
+    delete_tombstone_seconds: float
+    """How long a deleted pod uid is remembered (in memory and in the journal) so that a
+    ``/create`` of it arriving late (interLink sends create and delete from goroutines,
+    so a delete can overtake its create) is refused instead of offloading a pod nobody
+    will ever delete."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +143,10 @@ class K8sSettings:
     validation_version: str = ""
     """Kubernetes version whose schema validates translated objects (e.g. ``1.35``);
     empty: the remote API server's own version."""
+    local_kubeconfig_path: str = ""
+    """Optional kubeconfig of the LOCAL cluster (the virtual kubelet's), with the right
+    to list pods (manifests/rbac/local-read-rbac.yaml): the orphan sweep then knows for
+    sure whether a remote pod's local pod still exists. Empty: not read."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +162,12 @@ class OffloadingSettings:
     capacity: str = "allocatable"
     """What the ping reports as the virtual node's resources: ``allocatable`` (the
     matching nodes' allocatable, summed) or ``free`` (minus the requests of their pods)."""
+    orphan_after_seconds: float = 600.0
+    """The orphan window: a remote pod interLink has not asked about for this long while
+    its virtual node kept asking about others (and no younger than this) is orphaned."""
+    orphan_policy: str = "report"
+    """``report`` orphaned remote pods (``/orphans``, a metric, a log line) or also
+    ``delete`` them, with all their objects, one sweep after they were first reported."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +267,16 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError(f"expected a positive number of seconds, got {raw!r}")
     return value
+
+
+def _seconds_at_least(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = _positive_float(raw)
+        if value < minimum:
+            raise ValueError(f"expected at least {minimum:g} seconds, got {raw!r}")
+        return value
+
+    return parse
 
 
 def _text(raw: str) -> str:
@@ -473,6 +498,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "shutdown_timeout_seconds": _Key(_positive_float, "25"),
         "state_dir": _Key(_text, "/var/lib/interlink-k8s-sidecar"),
         "janitor_max_backoff_seconds": _Key(_positive_float, "60"),
+        "delete_tombstone_seconds": _Key(_positive_float, "3600"),
     },
     "log": {
         "level": _Key(_log_level, "INFO"),
@@ -488,6 +514,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "validation_version": _Key(_k8s_version, ""),
         "watch_timeout_seconds": _Key(_integer(1, 3600), "300"),
         "watch_inactivity_seconds": _Key(_positive_float, "70"),
+        "local_kubeconfig_path": _Key(_text, ""),
     },
     "offloading": {
         "namespace_prefix": _Key(_namespace_prefix, ""),
@@ -495,6 +522,10 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "node_selector": _Key(_string_map, ""),
         "node_tolerations": _Key(_tolerations, ""),
         "capacity": _Key(_choice("allocatable", "free"), "allocatable"),
+        # The virtual kubelet asks every 5 s: a shorter window could not tell its pace
+        # from silence.
+        "orphan_after_seconds": _Key(_seconds_at_least(10), "600"),
+        "orphan_policy": _Key(_choice("report", "delete"), "report"),
     },
     "mesh": {
         "init_container": _Key(_boolean, "true"),
@@ -635,6 +666,7 @@ def load(
             shutdown_timeout_seconds=app["shutdown_timeout_seconds"],
             state_dir=app["state_dir"],
             janitor_max_backoff_seconds=app["janitor_max_backoff_seconds"],
+            delete_tombstone_seconds=app["delete_tombstone_seconds"],
         ),
         log=LogSettings(
             level=parsed["log"]["level"], requests_enabled=parsed["log"]["requests_enabled"]

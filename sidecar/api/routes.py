@@ -13,6 +13,7 @@ Facts from interLink's code that shape these handlers (interlink-plugin-api.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -22,13 +23,15 @@ from aiohttp import web
 
 from metrics import Metrics
 from sidecar.api import wire
-from sidecar.offload.service import CreateFailed, Offloader
+from sidecar.offload.service import CreateFailed, DeletedFirst, Offloader
 from sidecar.offload.translate import remote_namespace_for
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.remote.health import RemoteHealth
 from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
+from sidecar.status.absence import why_absent
+from sidecar.status.asked import note_logs, note_status
 from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,9 @@ async def create(request: web.Request) -> web.Response:
         jid = await request.app[OFFLOADER_KEY].create(req)
     except CreateFailed as exc:
         return error_response(exc.status, exc.message)
+    except DeletedFirst as exc:
+        # interLink sends create and delete from goroutines: this pod's delete came first.
+        return error_response(409, str(exc))
     return json_response({"PodUID": req.ref.uid, "PodJID": jid})
 
 
@@ -92,6 +98,7 @@ async def status(request: web.Request) -> web.Response:
     """A list of v1.Pod in, one ``PodStatus`` per pod out, from the status cache only;
     ``[]`` is the ping."""
     pods = wire.parse_pod_list(await _body(request))
+    note_status(request.app, pods)  # interLink still asks: evidence for the orphan sweep
     health = request.app[HEALTH_KEY]
     if not pods:
         if not health.up:
@@ -103,17 +110,26 @@ async def status(request: web.Request) -> web.Response:
     cache = request.app[CACHE_KEY]
     if not cache.confirmed:
         return error_response(503, cache.describe_unconfirmed())
+    offloader = request.app[OFFLOADER_KEY]
     statuses = []
     for pod in pods:
         ref = wire.pod_ref(pod)
-        vanished = cache.vanished(ref.uid)
+        remote = cache.get(ref.uid)
+        absence = None
+        if remote is None:
+            vanished = cache.vanished(ref.uid)
+            absence = why_absent(
+                pod,
+                creating_since=offloader.creating_since(ref.uid),
+                deleted_at=vanished.at if vanished else offloader.journal.deleted_at(ref.uid),
+            )
         statuses.append(
             mapping.pod_status(
                 pod,
                 ref,
-                cache.get(ref.uid),
+                remote,
                 remote_location=f"namespace {_remote_namespace(request, ref.namespace)}",
-                deleted_at=vanished.at if vanished else None,
+                absence=absence,
             )
         )
     return json_response(statuses)
@@ -133,6 +149,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     goes away.
     """
     req = wire.parse_log_request(await _body(request))
+    note_logs(request.app, req.ref.uid)  # the local pod exists: evidence for the orphan sweep
     remote = request.app[REMOTE_KEY]
     namespace = _remote_namespace(request, req.ref.namespace)
     pod = request.app[CACHE_KEY].get(req.ref.uid) or await remote.find_pod(namespace, req.ref.uid)
@@ -176,7 +193,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     copier = asyncio.create_task(stream(), name="log-copy")
     watcher = asyncio.create_task(_client_gone(request), name="log-client-watch")
     try:
-        await asyncio.wait([copier, watcher], return_when=asyncio.FIRST_COMPLETED)
+        finished, _ = await asyncio.wait([copier, watcher], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (copier, watcher, opening):
             task.cancel()
@@ -185,11 +202,16 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
             opening.result().close()  # idempotent; covers a copier cancelled early
         metrics.log_streams.dec()
     error = None if copier.cancelled() else copier.exception()
+    # The client leaving (noticed by the watcher, or by a write that failed) is how a
+    # follow normally ends: not an error, and nothing more can be written to it.
+    if watcher in finished or isinstance(error, ConnectionResetError):
+        logger.debug("log stream of %s/%s ended: the client left", req.ref.namespace, req.ref.name)
+        return response
     if isinstance(error, RemoteError):
         await response.write(f"error: {error}\n".encode())
-    elif error is not None and not isinstance(error, ConnectionResetError | aiohttp.ClientError):
+    elif error is not None and not isinstance(error, aiohttp.ClientError):
         raise error
-    if not watcher.done() or watcher.cancelled():
+    with contextlib.suppress(ConnectionResetError):  # the client may leave right now too
         await response.write_eof()
     return response
 

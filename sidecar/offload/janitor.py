@@ -1,14 +1,19 @@
 """The janitor: finishes every delete in the journal, and reaps orphans.
 
 Contract: runs until cancelled; never returns normally; a failed attempt is logged and
-retried, never raised. Two loops in one root task:
+retried, never raised. Three loops in one root task:
 
 * journalled deletes: each is tried at once (at start, and when woken by a new entry),
   then after 1, 2, 4, ... seconds up to ``app.janitor_max_backoff_seconds``, until its
   objects are gone (``sidecar_janitor_retries_total``, ``sidecar_janitor_pending_deletes``);
 * the orphan sweep (``sidecar.offload.orphans``): at start and every five minutes,
   ConfigMaps and Secrets of ours whose pod is gone for good are deleted
-  (``sidecar_janitor_orphans_reaped_total``).
+  (``sidecar_janitor_orphans_reaped_total``);
+* the orphan-pod sweep (``sidecar.offload.orphan_pods``): at start and every
+  ``sweep_interval(offloading.orphan_after_seconds)`` seconds, remote pods whose local
+  pod is gone (its ``/delete`` never came) are reported on ``/orphans`` and, with
+  ``offloading.orphan_policy = delete``, reaped through the journal like a ``/delete``
+  (``sidecar_janitor_orphan_pods``, ``sidecar_janitor_orphans_reaped_total{kind="Pod"}``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from metrics import Metrics
 from sidecar.backoff import backoff
 from sidecar.offload.journal import DeleteJournal
+from sidecar.offload.orphan_pods import OrphanPods
 from sidecar.offload.orphans import ORPHAN_GRACE_SECONDS, SWEEP_INTERVAL_SECONDS, sweep_forever
 from sidecar.offload.service import Offloader
 
@@ -28,9 +34,16 @@ logger = logging.getLogger(__name__)
 
 
 async def run_janitor(
-    offloader: Offloader, journal: DeleteJournal, *, max_backoff: float, metrics: Metrics
+    offloader: Offloader,
+    journal: DeleteJournal,
+    *,
+    max_backoff: float,
+    metrics: Metrics,
+    orphan_pods: OrphanPods | None = None,
 ) -> None:
     async with asyncio.TaskGroup() as group:
+        if orphan_pods is not None:
+            group.create_task(orphan_pods.run_forever())
         group.create_task(_finish_deletes(offloader, journal, max_backoff=max_backoff))
         group.create_task(
             sweep_forever(
@@ -62,6 +75,9 @@ async def _finish_deletes(
                 due.pop(uid)
                 attempts.pop(uid, None)
         for uid, entry in entries.items():
+            if offloader.creating_since(uid) is not None:
+                due.pop(uid, None)  # its create stops at its next write; its end wakes us
+                continue
             if due.setdefault(uid, now) > now:
                 continue
             done = await offloader.retry_delete(uid, entry.namespace)

@@ -20,6 +20,10 @@ POD_UID_LABEL = "interlink.io/source.pod_uid"
 SOURCE_UID_ANNOTATION = "interlink.io/source.uid"
 SOURCE_NAME_ANNOTATION = "interlink.io/source.name"
 SOURCE_NAMESPACE_ANNOTATION = "interlink.io/source.namespace"
+# On the remote pod only: the virtual node (local ``spec.nodeName``) the pod is bound
+# to. The orphan sweep judges "interLink stopped asking about this pod" per virtual
+# node, so one dead virtual kubelet's pods are not judged by another one's liveness.
+SOURCE_NODE_NAME_ANNOTATION = "interlink.io/source.node_name"
 
 # Kubernetes object names used here are DNS labels/subdomains capped at 63 characters:
 # a pod's hostname is derived from its name, and namespaces are DNS labels.

@@ -1,11 +1,22 @@
-"""Creating and deleting a pod's remote objects: idempotent, rolled back, never lost.
+"""Creating and deleting a pod's remote objects: idempotent, ordered, rolled back, never lost.
 
-Create (per pod uid, under a lock): translate, validate every object against the schema
-(422 and no write on failure), return the existing remote pod if there is one, else
-create the namespace, the copied ConfigMaps, Secrets and PVCs, then the pod. An
-AlreadyExists on an object carrying the same pod uid label is ours (a repeated or
-interrupted earlier create) and counts as success; on any other failure, what this
-call created is removed again, newest first, and the error says what failed.
+Create and delete of one pod uid are ordered by the uid's lock, which a create holds for
+its whole length (planning and validation included). interLink sends both from
+goroutines, so a ``/delete`` can arrive before its ``/create`` or while it runs:
+
+* the delete is journalled at once (before it waits for the lock), with a tombstone;
+* a create of a tombstoned uid writes nothing and answers 409 (``deleted_first``);
+* a create already running when its delete arrives notices the tombstone between two
+  writes and stops (409); the delete, next in line for the lock, then removes whatever
+  the create had written. A create that finished first is simply deleted after it.
+
+Create: translate, validate every object against the schema (422 and no write on
+failure), return the existing remote pod if there is one, else create the namespace,
+the copied ConfigMaps, Secrets and PVCs, then the pod. An AlreadyExists on an object
+carrying the same pod uid label is ours (a repeated or interrupted earlier create) and
+counts as success; on any other failure, what this call created is removed again,
+newest first, and the error says what failed. While a create runs, ``creating_since``
+tells ``/status`` so (the pod is reported waiting, never gone).
 
 Delete: recorded in the journal first, then attempted; whatever the remote cluster
 does, the answer is 200 and the janitor finishes the job.
@@ -16,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from contextlib import AbstractAsyncContextManager
 
 from metrics import Metrics
@@ -41,6 +53,10 @@ _RBAC_DENIAL = re.compile(r'cannot [a-z]+ resource "')
 # namespace is then recreated and the create tried again.
 _NAMESPACE_TERMINATING = "because it is being terminated"
 _CREATE_ATTEMPTS = 3
+
+
+class DeletedFirst(Exception):
+    """The pod's ``/delete`` arrived before its create finished: nothing (more) is written."""
 
 
 class CreateFailed(Exception):
@@ -77,6 +93,8 @@ class Offloader:
         self._schema: str | None = None
         self._metrics = metrics
         self._locks = KeyedLocks()
+        self._creating: dict[str, tuple[float, int]] = {}
+        """uid -> (wall-clock start, number) of its creates running or waiting for the lock."""
         self.activity = ActivityCounter()
         self.cleaner = Cleaner(remote, self.activity)
         self.janitor_wakeup = asyncio.Event()
@@ -102,18 +120,56 @@ class Offloader:
         so it waits for a create in flight instead of racing it."""
         return self._locks.hold(uid)
 
+    def creating_since(self, uid: str) -> float | None:
+        """Wall-clock start of the create of ``uid`` running in this process, if any."""
+        entry = self._creating.get(uid)
+        return entry[0] if entry else None
+
     async def create(self, request: CreateRequest) -> str:
-        """Offload the pod; returns the remote pod uid (the JID)."""
+        """Offload the pod; returns the remote pod uid (the JID). Raises DeletedFirst
+        when the pod's delete came first, CreateFailed when the remote refused."""
+        uid = request.ref.uid
+        since, count = self._creating.get(uid, (time.time(), 0))
+        self._creating[uid] = (since, count + 1)
+        try:
+            async with self._locks.hold(uid):
+                return await self._create_locked(request)
+        except DeletedFirst:
+            self._metrics.creates.labels("deleted_first").inc()
+            raise
+        finally:
+            since, count = self._creating[uid]
+            if count == 1:
+                del self._creating[uid]
+                if uid in self.journal:
+                    self.janitor_wakeup.set()  # a delete came meanwhile: finish it now
+            else:
+                self._creating[uid] = (since, count - 1)
+
+    def _check_not_deleted(self, ref: PodRef) -> None:
+        deleted_at = self.journal.deleted_at(ref.uid)
+        if deleted_at is not None:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deleted_at))
+            raise DeletedFirst(
+                f"pod {ref.namespace}/{ref.name} (uid {ref.uid}) was deleted at {when}, "
+                "before its create finished: not offloaded (anything already written "
+                "remotely is being removed)"
+            )
+
+    async def _create_locked(self, request: CreateRequest) -> str:
+        self._check_not_deleted(request.ref)
         try:
             plan = self.plan(request)
             await validate_in_thread(plan.objects(), await self.schema())
         except Exception:
             self._metrics.creates.labels("invalid").inc()
             raise
-        async with self._locks.hold(plan.ref.uid), self.activity.active(plan.namespace):
+        async with self.activity.active(plan.namespace):
+            self._check_not_deleted(plan.ref)
             existing = await self.remote.find_pod(plan.namespace, plan.ref.uid)
             if existing is not None:
                 self._metrics.creates.labels("existing").inc()
+                await self._adopted(plan.ref.uid)
                 self._remember(existing)
                 logger.info(
                     "pod %s/%s (uid %s) is already offloaded: same JID",
@@ -130,6 +186,7 @@ class Offloader:
                         continue
                     raise
                 break
+        await self._adopted(plan.ref.uid)
         self._metrics.creates.labels("created").inc()
         self._remember(pod)
         logger.info(
@@ -141,6 +198,13 @@ class Offloader:
             pod["metadata"]["name"],
         )
         return str(pod["metadata"]["uid"])
+
+    async def _adopted(self, uid: str) -> None:
+        """A journal entry of this (not deleted) uid holds the leftovers of an earlier
+        failed rollback of the same create; this create adopted them (AlreadyExists with
+        our label), so the janitor must not delete them any more."""
+        if uid in self.journal:
+            await self.journal.remove(uid)
 
     def _remember(self, pod: JsonObject) -> None:
         """Put the pod in the status cache now: a /status right after /create must not
@@ -156,11 +220,15 @@ class Offloader:
             namespace_created = await self.remote.ensure_namespace(plan.namespace)
             pod: JsonObject = {}
             for obj in plan.objects():
+                # A /delete of this pod that arrived meanwhile stops the create here; the
+                # delete (next in line for the uid's lock) removes what was written.
+                self._check_not_deleted(plan.ref)
                 current = _describe(obj)
                 result, new = await self._create_owned(plan, obj)
                 if new:
                     created.append(result)
                 pod = result
+            self._check_not_deleted(plan.ref)
             return pod
         except RemoteError as exc:
             if _NAMESPACE_TERMINATING in exc.message:
@@ -217,7 +285,9 @@ class Offloader:
             if namespace_created:
                 await self.cleaner.delete_namespace_if_empty(plan.namespace, own_creates=1)
         except RemoteError as exc:
-            await self.journal.add(plan.ref.uid, namespace=plan.namespace, name=plan.ref.name)
+            await self.journal.add(
+                plan.ref.uid, namespace=plan.namespace, name=plan.ref.name, tombstone=False
+            )
             self.janitor_wakeup.set()
             return f"removing what this call created failed too ({exc}); it will be retried"
         return f"removed the {len(created)} object(s) this call had created"
@@ -226,16 +296,37 @@ class Offloader:
         """Remove the pod's remote objects; True when done now, False when the janitor
         will finish. Never raises for remote failures."""
         namespace = remote_namespace_for(ref.namespace, self._offloading)
-        async with self._locks.hold(ref.uid):
-            await self.journal.add(ref.uid, namespace=namespace, name=ref.name)
-            done = await self.attempt_cleanup(ref.uid, namespace)
+        # Journalled (with its tombstone) before waiting for the lock: a create running
+        # now sees the tombstone at its next write and stops, one not started yet refuses.
+        await self.journal.add(ref.uid, namespace=namespace, name=ref.name, tombstone=True)
+        if self.creating_since(ref.uid) is not None:
+            # Its create is running (or waiting for the lock): it stops at its next write,
+            # and the janitor, woken when it ends, removes what it wrote. Not waited for
+            # here: a create can hang in a slow admission webhook for 30 s.
+            done = False
+        else:
+            async with self._locks.hold(ref.uid):
+                done = await self.attempt_cleanup(ref.uid, namespace)
         if not done:
             self.janitor_wakeup.set()
         self._metrics.deletes.labels("done" if done else "deferred").inc()
         return done
 
+    async def delete_held(self, uid: str, namespace: str, name: str) -> bool:
+        """What ``/delete`` does, for a caller that already holds the uid's lock (the
+        orphan reaper): journalled with its tombstone, then cleaned up; False when the
+        janitor (woken here) finishes it."""
+        await self.journal.add(uid, namespace=namespace, name=name, tombstone=True)
+        done = await self.attempt_cleanup(uid, namespace)
+        if not done:
+            self.janitor_wakeup.set()
+        return done
+
     async def retry_delete(self, pod_uid: str, namespace: str) -> bool:
-        """The janitor's attempt: like ``attempt_cleanup``, under the pod's lock."""
+        """The janitor's attempt: like ``attempt_cleanup``, under the pod's lock; not
+        while a create of the pod runs (the janitor is woken when it ends)."""
+        if self.creating_since(pod_uid) is not None:
+            return False
         async with self._locks.hold(pod_uid):
             return await self.attempt_cleanup(pod_uid, namespace)
 

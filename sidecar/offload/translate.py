@@ -83,5 +83,11 @@ def build_plan(
         **annotations,
         **naming.ownership_annotations(source_uid=ref.uid, name=ref.name, namespace=ref.namespace),
     }
+    # The virtual node the pod is bound to (the orphan sweep judges liveness per node);
+    # never a value the pod brought itself.
+    node = (request.pod.get("spec") or {}).get("nodeName")
+    meta["annotations"].pop(naming.SOURCE_NODE_NAME_ANNOTATION, None)
+    if isinstance(node, str) and node:
+        meta["annotations"][naming.SOURCE_NODE_NAME_ANNOTATION] = node
     plan.pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
     return plan

@@ -5,14 +5,18 @@ holds whether its content is *confirmed*: true after a successful LIST while the
 that follows it is healthy; false from the start and whenever the watcher cannot reach
 the remote API server, so ``/status`` answers 503 instead of presenting old states as
 current. It also remembers pods that vanished (DELETED events), so a pod deleted behind
-the sidecar's back is reported terminated with that reason.
+the sidecar's back is reported terminated with that reason and time. That memory is
+bounded (``VANISHED_KEEP_SECONDS``, ``VANISHED_MAX``): a pod forgotten there is still
+reported terminated, only with a plainer message (``/status`` knows from the pod's
+``JobID`` annotation that it had a remote pod).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.api.wire import JsonObject
@@ -39,6 +43,14 @@ def _version(pod: JsonObject) -> int:
         return 0
 
 
+VANISHED_KEEP_SECONDS = 3600.0
+"""How long a vanished pod is remembered. interLink polls a pod every 5 s until it is
+terminal, so its first poll after the deletion reads it within seconds."""
+VANISHED_MAX = 10_000
+"""At most this many vanished pods are remembered (oldest forgotten first): about
+3 MB, whatever the churn."""
+
+
 @dataclass(frozen=True, slots=True)
 class Vanished:
     """A remote pod that was deleted: when, and where it lived."""
@@ -49,9 +61,13 @@ class Vanished:
 
 
 class StatusCache:
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        """Wall clock (tests pass their own)."""
         self._pods: dict[str, JsonObject] = {}
-        self._vanished: dict[str, Vanished] = {}
+        self._vanished: OrderedDict[str, Vanished] = OrderedDict()
+        """Oldest first. An OrderedDict: a dict emptied from the front slows down its
+        iteration (deleted slots are skipped one by one until it is resized)."""
         self.confirmed = False
         self.unconfirmed_since = time.time()
         self.unconfirmed_reason = "not synced yet"
@@ -71,6 +87,17 @@ class StatusCache:
     def vanished(self, pod_uid: str) -> Vanished | None:
         return self._vanished.get(pod_uid)
 
+    def status_changed(self, pod: JsonObject) -> bool:
+        """Whether ``pod`` (from a watch event) carries another ``status`` than the cached
+        one: a new pod, or a change the virtual kubelet will see. Metadata-only updates
+        (labels, the deletion mark) are not."""
+        uid = _uid_of(pod)
+        cached = self._pods.get(uid) if uid else None
+        return cached is None or cached.get("status") != pod.get("status")
+
+    def vanished_count(self) -> int:
+        return len(self._vanished)
+
     def __len__(self) -> int:
         return len(self._pods)
 
@@ -87,11 +114,9 @@ class StatusCache:
     def replace_all(self, pods: list[JsonObject]) -> None:
         """A fresh LIST: the complete truth. Pods missing from it have vanished."""
         fresh = {uid: _slim(pod) for pod in pods if (uid := _uid_of(pod))}
-        now = time.time()
         for uid, old in self._pods.items():
             if uid not in fresh:
-                meta = old.get("metadata") or {}
-                self._vanished[uid] = Vanished(now, meta.get("namespace", ""), meta.get("name", ""))
+                self._remember_vanished(uid, old)
         self._pods = fresh
         for uid in fresh:
             self._vanished.pop(uid, None)
@@ -120,10 +145,22 @@ class StatusCache:
         if current is not None and _version(current) > _version(pod):
             return  # a newer pod for the same uid (re-created) is already here
         self._pods.pop(uid, None)
-        meta = pod.get("metadata") or {}
-        self._vanished[uid] = Vanished(time.time(), meta.get("namespace", ""), meta.get("name", ""))
+        self._remember_vanished(uid, pod)
         self.touch()
         self.changed.set()
+
+    def _remember_vanished(self, uid: str, pod: JsonObject) -> None:
+        """Remember ``pod`` as vanished now; forget the oldest beyond the bounds."""
+        now = self._clock()
+        meta = pod.get("metadata") or {}
+        self._vanished[uid] = Vanished(now, meta.get("namespace", ""), meta.get("name", ""))
+        self._vanished.move_to_end(uid)
+        cutoff = now - VANISHED_KEEP_SECONDS
+        while self._vanished:
+            oldest = next(iter(self._vanished.values()))
+            if oldest.at >= cutoff and len(self._vanished) <= VANISHED_MAX:
+                break
+            self._vanished.popitem(last=False)
 
     def touch(self) -> None:
         self.last_update = time.monotonic()

@@ -135,8 +135,14 @@ class Watcher:
             ):
                 kind = str(event.get("type"))
                 self._metrics.watch_events.labels(kind).inc()
-                # Read before the cache slims the object (it drops managedFields).
-                changed = last_change(event.get("object") or {})
+                obj = event.get("object") if isinstance(event.get("object"), dict) else {}
+                assert isinstance(obj, dict)
+                # Only status changes count: a deletion mark or a label change has no new
+                # managedFields time, so it would measure the pod's age. Read before the
+                # cache takes (and slims) the object.
+                changed = None
+                if kind in ("ADDED", "MODIFIED") and self._cache.status_changed(obj):
+                    changed = last_change(obj)
                 version = apply_event(self._cache, event) or version
-                if kind in ("ADDED", "MODIFIED") and changed is not None:
+                if changed is not None:
                     self._metrics.status_propagation.observe(max(0.0, time.time() - changed))

@@ -87,6 +87,49 @@ async def test_follow_streams_new_lines_and_stops_when_the_client_leaves(
     )
 
 
+async def test_a_client_leaving_a_follow_while_lines_flow_is_not_an_error(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
+) -> None:
+    """``kubectl logs -f`` and Ctrl-C: the sidecar's next write to the gone client fails.
+    That is how a follow ends, not an error: no ERROR line, no 500 counted."""
+    marker = uuid.uuid4().hex
+    errors = 'sidecar_api_requests_total{route="/getLogs",method="GET",code="500"}'
+    errors_before = metric(sidecar_module, errors)
+    log_before = len(sidecar_module.log())
+    stop_writing = asyncio.Event()
+
+    async def write_lines() -> None:  # bounded: at most 4,000 lines
+        for index in range(4000):
+            if stop_writing.is_set():
+                return
+            control_plane.append_pod_log(f"{marker} flowing {index}")
+            await asyncio.sleep(0.005)  # the pace of a chatty program, not a wait
+
+    writer = asyncio.create_task(write_lines())
+    try:
+        body = json.dumps(log_request(running_pod, Follow=True, Tail=1))
+        session = aiohttp.ClientSession()
+        response = await session.get(sidecar_module.tcp_url + "/getLogs", data=body)
+        assert response.status == 200
+        received = b""
+        async with asyncio.timeout(30):
+            while received.count(marker.encode()) < 20:
+                received += await response.content.readany()
+        response.close()  # leave while lines keep coming
+        await session.close()
+        await poll(
+            "the remote stream to be closed",
+            lambda: asyncio.to_thread(metric, sidecar_module, "sidecar_logs_streams"),
+            lambda v: v == 0,
+        )
+    finally:
+        stop_writing.set()
+        await writer
+    assert metric(sidecar_module, errors) == errors_before
+    after = sidecar_module.log()[log_before:]
+    assert "ERROR" not in after and "Traceback" not in after, after
+
+
 async def test_tail(
     sidecar_module: SidecarProcess, control_plane: LocalCluster, running_pod: dict[str, Any]
 ) -> None:

@@ -34,7 +34,7 @@ CLOSED: dict[str, frozenset[str]] = {
     "phase": frozenset(catalogue.POD_PHASES),
     "type": catalogue.WATCH_EVENT_TYPES,
     "reason": frozenset(catalogue.WATCH_RESTART_REASONS) | set(catalogue.TUNNEL_ERROR_REASONS),
-    "kind": frozenset(catalogue.ORPHAN_KINDS),
+    "kind": frozenset(catalogue.REAPED_KINDS),
     "direction": frozenset(catalogue.TUNNEL_DIRECTIONS),
     "state": frozenset({"pending", "open", "error"}),
     "code": catalogue.HTTP_CODES | {catalogue.ERROR_CODE, catalogue.OTHER},

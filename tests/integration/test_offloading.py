@@ -275,10 +275,13 @@ async def test_delete_during_an_outage_finishes_after_a_restart(
         control_plane.start_apiserver()
     await wait_all_gone(control_plane, "offloading-default", [uid])
 
-    async def journal() -> str:
-        return (state / "pending-deletes.json").read_text()
+    async def pending() -> dict[str, Any]:
+        pending_deletes: dict[str, Any] = json.loads((state / "pending-deletes.json").read_text())[
+            "pending"
+        ]
+        return pending_deletes
 
-    await poll("the journal to be emptied", journal, lambda text: text.strip() == "{}")
+    await poll("the journal to be emptied", pending, lambda entries: entries == {})
     assert "finished deleting" in restarted.log()
 
 

@@ -122,7 +122,7 @@ async def test_the_sweep_reaps_orphans_and_keeps_everything_else(
     metrics = make_metrics(CollectorRegistry(), version="test")
     journal = DeleteJournal(tmp_path)
     journal.load()
-    await journal.add(pending_uid, namespace="default", name="pending")
+    await journal.add(pending_uid, namespace="default", name="pending", tombstone=True)
     locks = KeyedLocks()
     cleaner = Cleaner(remote, ActivityCounter())
     waiting_for_create = asyncio.Event()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from sidecar.offload import naming
-from sidecar.status.cache import StatusCache
+from sidecar.status.cache import VANISHED_KEEP_SECONDS, VANISHED_MAX, StatusCache
 from sidecar.status.watcher import _Restart, apply_event
 
 
@@ -64,3 +65,65 @@ def test_unconfirmed_cache_says_since_when() -> None:
     assert not cache.confirmed
     assert "not confirmed since 20" in cache.describe_unconfirmed()
     assert "unreachable" in cache.describe_unconfirmed()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_vanished_pods_are_forgotten_after_an_hour() -> None:
+    clock = FakeClock()
+    cache = StatusCache(clock=clock)
+    cache.upsert(pod("old", 1))
+    cache.remove(pod("old", 2))
+    clock.now += VANISHED_KEEP_SECONDS - 1
+    cache.upsert(pod("new", 1))
+    cache.remove(pod("new", 2))
+    assert cache.vanished("old") is not None
+    clock.now += 2  # "old" is now older than the bound; the next removal forgets it
+    cache.upsert(pod("newer", 1))
+    cache.remove(pod("newer", 2))
+    assert cache.vanished("old") is None
+    assert cache.vanished("new") is not None and cache.vanished("newer") is not None
+
+
+def test_100000_create_delete_cycles_leave_the_cache_bounded() -> None:
+    """The figure behind the README's "bounded" claim: memory after 100,000 pod
+    lifecycles equals memory after VANISHED_MAX of them."""
+    cache = StatusCache()
+
+    def cycles(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            uid = f"{i:08d}-0000-0000-0000-000000000000"
+            cache.upsert(pod(uid, 1))
+            cache.remove(pod(uid, 2))
+
+    tracemalloc.start()
+    try:
+        cycles(0, VANISHED_MAX)
+        full = tracemalloc.get_traced_memory()[0]
+        cycles(VANISHED_MAX, 100_000 - VANISHED_MAX)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 0
+    assert cache.vanished_count() == VANISHED_MAX
+    assert cache.vanished(f"{99_999:08d}-0000-0000-0000-000000000000") is not None
+    # Same number of entries, about the same memory (hash tables resize in steps): was
+    # ~290 B more per lifecycle, 29 MB after 100,000, before the bound.
+    assert after < full * 1.25, (full, after)
+
+
+def test_only_status_changes_count_as_changes() -> None:
+    cache = StatusCache()
+    first = pod("a", 1)
+    assert cache.status_changed(first)  # a new pod
+    cache.upsert(first)
+    marked = pod("a", 2)
+    marked["metadata"]["deletionTimestamp"] = "2026-11-28T10:00:00Z"
+    assert not cache.status_changed(marked)  # the deletion mark alone
+    assert cache.status_changed(pod("a", 3, "Succeeded"))
