@@ -4,6 +4,9 @@
 #   - a virtualenv in .venv with the package and its test extras;
 #   - the control-plane binaries (built once from the Go module proxy into
 #     ~/.cache/interlink-k8s-sidecar, or taken from $LOCAL_CLUSTER_BIN_DIR);
+#   - interLink's interlink and virtual-kubelet for tests/e2e (built once from
+#     ../shared/vendor/interlink-*.tar.gz or $INTERLINK_SRC_DIR into the same cache, or
+#     taken from $INTERLINK_BIN_DIR);
 #   - helm and kubectl, built the same way (or $HELM_BIN / $KUBECTL_BIN), linked into
 #     .venv/bin.
 set -euo pipefail
@@ -31,6 +34,12 @@ echo "[setup] installing the package with its test extras"
 
 echo "[setup] control-plane binaries"
 "$VENV/bin/python" -m sidecar.localcluster
+
+# The end-to-end tier's interLink (API server and virtual kubelet), built from
+# ../shared/vendor/ (or $INTERLINK_SRC_DIR, or taken from $INTERLINK_BIN_DIR); never
+# part of the package. Without any source this prints why and the tier is skipped.
+echo "[setup] interLink binaries for the end-to-end tier (tests/e2e)"
+"$VENV/bin/python" -m tests.e2e.chain
 
 echo "[setup] helm and kubectl (linked into $VENV/bin)"
 "$VENV/bin/python" -m sidecar.localcluster.tools

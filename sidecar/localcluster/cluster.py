@@ -118,6 +118,8 @@ class LocalCluster:
         self.audit_log = workdir / "logs" / "audit.log"
         self.pod_log_file = workdir / "kwok" / "pod.log"
         """Every kwok pod's container log, in the CRI log format (see ``append_pod_log``)."""
+        self.previous_pod_log_file = workdir / "kwok" / "pod-previous.log"
+        """Every kwok container's log from before its last restart (``previous=true``)."""
         self.portforward_target_port = 0
         """Port-forwards to any kwok pod reach 127.0.0.1 on this port."""
         self._ssl: ssl.SSLContext | None = None
@@ -166,16 +168,23 @@ class LocalCluster:
                 )
 
     def append_pod_log(
-        self, line: str, *, stream: str = "stdout", at: datetime | None = None
+        self,
+        line: str,
+        *,
+        stream: str = "stdout",
+        at: datetime | None = None,
+        previous: bool = False,
     ) -> None:
-        """Append one line to every kwok container's log, stamped ``at`` (default: now).
+        """Append one line to every kwok container's log, stamped ``at`` (default: now);
+        with ``previous``, to the log of the container's previous instance instead.
 
         kwok serves the file through the pod log API and parses it as the CRI log format
         that kubelets read: ``<RFC 3339 nano time> <stdout|stderr> F <message>``; time
         filters (sinceTime, sinceSeconds) use that stamp.
         """
         stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        with self.pod_log_file.open("a") as log:
+        path = self.previous_pod_log_file if previous else self.pod_log_file
+        with path.open("a") as log:
             log.write(f"{stamp} {stream} F {line}\n")
 
     @staticmethod
@@ -557,13 +566,21 @@ class LocalCluster:
     def _write_kwok_config(self) -> Path:
         self.pod_log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pod_log_file.touch()
+        self.previous_pod_log_file.touch()
         extra = [
             {
                 "apiVersion": "kwok.x-k8s.io/v1alpha1",
                 "kind": "ClusterLogs",
                 "metadata": {"name": "all-pods"},
                 "spec": {
-                    "logs": [{"containers": [], "logsFile": str(self.pod_log_file), "follow": True}]
+                    "logs": [
+                        {
+                            "containers": [],
+                            "logsFile": str(self.pod_log_file),
+                            "previousLogsFile": str(self.previous_pod_log_file),
+                            "follow": True,
+                        }
+                    ]
                 },
             },
             {

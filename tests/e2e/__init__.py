@@ -1,0 +1,1 @@
+"""End-to-end tier: kubectl on LOCAL, the real interLink chain, the sidecar, REMOTE."""

@@ -1,0 +1,252 @@
+"""The whole chain of the end-to-end tier, started in order and stopped by pid:
+
+    kubectl -> LOCAL kube-apiserver -> virtual kubelet -> interLink API server
+            -> sidecar (TCP or unix socket) -> REMOTE kube-apiserver -> kwok
+
+Two independent embedded clusters (``LocalCluster``): REMOTE, with kwok nodes, where the
+sidecar creates pods, and LOCAL, with no kwok node, where each virtual kubelet registers
+its node. Two virtual nodes share the sidecar: ``vk-tcp`` (interLink reaches the sidecar
+over TCP) and ``vk-unix`` (over its unix socket). Start order: REMOTE, sidecar, LOCAL,
+interLink API servers, virtual kubelets; a virtual node turns Ready after its first ping,
+30 s after its start by design. ``start_chain`` stops whatever it started if a step fails
+and raises ChainError with every log's tail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidecar.localcluster import Binaries, LocalCluster
+from sidecar.localcluster.cluster import free_port
+from tests.e2e.chain.build import InterlinkBinaries
+from tests.e2e.chain.interlink import (
+    Transport,
+    VirtualNode,
+    listening,
+    start_interlink,
+    start_virtual_kubelet,
+)
+from tests.e2e.chain.processes import Child, stop_process, tail
+from tests.e2e.deadlines import seconds
+from tests.fixtures.sidecar_process import SidecarProcess, write_config
+
+NODES: dict[str, Transport] = {"vk-tcp": "tcp", "vk-unix": "unix"}
+REMOTE_KWOK_NODES = 2
+# Base deadlines (scaled by E2E_DEADLINE_SCALE).
+CLUSTER_START_SECONDS = 180.0
+SIDECAR_READY_SECONDS = 60.0
+INTERLINK_LISTEN_SECONDS = 30.0
+NODE_READY_SECONDS = 150.0
+
+
+class ChainError(Exception):
+    """The chain did not come up; the message holds the reason and the logs' tails."""
+
+
+@dataclass
+class Chain:
+    workdir: Path
+    remote: LocalCluster
+    local: LocalCluster
+    sidecar: SidecarProcess
+    nodes: dict[str, VirtualNode] = field(default_factory=dict)
+
+    def children(self) -> list[Child]:
+        return [child for node in self.nodes.values() for child in node.children]
+
+    def diagnostics(self, lines: int = 25) -> str:
+        """Every chain process's state and log tail, for failure messages."""
+        parts = [child.describe(lines) for child in self.children()]
+        code = self.sidecar.process.poll()
+        state = "running" if code is None else f"exited with status {code}"
+        parts.append(
+            f"--- sidecar (pid {self.sidecar.process.pid}, {state}, log "
+            f"{self.sidecar.log_path}):\n{tail(self.sidecar.log_path, lines)}"
+        )
+        parts.append(f"(cluster logs: {self.remote.workdir}/logs, {self.local.workdir}/logs)")
+        return "\n".join(parts)
+
+    def check_alive(self) -> None:
+        """Raise ChainError if any chain process has exited."""
+        dead = [child for child in self.children() if not child.alive()]
+        if self.sidecar.process.poll() is not None or dead:
+            raise ChainError(f"a chain process exited:\n{self.diagnostics()}")
+
+    def stop(self) -> None:
+        """Clients before servers: virtual kubelets, interLink, sidecar, LOCAL, REMOTE."""
+        for node in self.nodes.values():
+            node.stop()
+        stop_process(self.sidecar.process, timeout=30)
+        self.local.stop()
+        self.remote.stop()
+
+
+def _launch_sidecar(directory: Path, remote: LocalCluster) -> SidecarProcess:
+    """The sidecar as a real process (tests/fixtures' config), listening on TCP and a unix
+    socket, with PR_SET_PDEATHSIG like every other child of the chain."""
+    directory.mkdir(parents=True, exist_ok=True)
+    unix_path = directory / "sidecar.sock"
+    tcp_port, ops_port = free_port(), free_port()
+    config = write_config(
+        directory / "sidecar.ini",
+        remote,
+        unix_path=unix_path,
+        tcp_port=tcp_port,
+        ops_port=ops_port,
+        state_dir=directory / "sidecar-state",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
+    child = Child(
+        "sidecar",
+        [sys.executable, "-m", "sidecar", "--config", str(config)],
+        log_path=directory / "sidecar.log",
+        env=env,
+        cwd=directory,
+    )
+    return SidecarProcess(
+        child.process,
+        f"http://127.0.0.1:{tcp_port}",
+        unix_path,
+        f"http://127.0.0.1:{ops_port}",
+        child.log_path,
+    )
+
+
+def node_conditions(cluster: LocalCluster, name: str) -> dict[str, str]:
+    """``{condition type: status}`` of node ``name`` ({} while it is not registered)."""
+    try:
+        node: dict[str, Any] = cluster.request("GET", f"/api/v1/nodes/{name}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}
+        raise
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return {str(c.get("type")): str(c.get("status")) for c in conditions}
+
+
+def start_chain(
+    workdir: Path,
+    cluster_binaries: Binaries,
+    interlink_binaries: InterlinkBinaries,
+    *,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> Chain:
+    """Start every piece in order; returns once every virtual node is Ready."""
+    started = time.monotonic()
+    remote = LocalCluster(
+        workdir / "remote",
+        cluster_binaries,
+        nodes=REMOTE_KWOK_NODES,
+        progress=lambda line: progress(f"REMOTE: {line}"),
+    )
+    local = LocalCluster(
+        workdir / "local",
+        cluster_binaries,
+        nodes=0,
+        progress=lambda line: progress(f"LOCAL: {line}"),
+    )
+    sidecar: SidecarProcess | None = None
+    nodes: dict[str, VirtualNode] = {}
+    interlinks: dict[str, tuple[Child, int]] = {}
+    try:
+        remote.start(timeout=seconds(CLUSTER_START_SECONDS))
+        sidecar = _launch_sidecar(workdir / "sidecar", remote)
+        local.start(timeout=seconds(CLUSTER_START_SECONDS))
+        _wait_sidecar_ready(sidecar)
+        chain = Chain(workdir, remote, local, sidecar, nodes)
+        for name, transport in NODES.items():
+            interlinks[name] = start_interlink(
+                name, transport, binaries=interlink_binaries, sidecar=sidecar, workdir=workdir
+            )
+        _wait(
+            "the interLink API servers to listen",
+            lambda: all(listening(port) for _, port in interlinks.values()),
+            chain,
+            INTERLINK_LISTEN_SECONDS,
+            extra=[child for child, _ in interlinks.values()],
+        )
+        for name, transport in NODES.items():
+            interlink, port = interlinks[name]
+            vk, kubelet_port = start_virtual_kubelet(
+                name, binaries=interlink_binaries, interlink_port=port, local=local, workdir=workdir
+            )
+            nodes[name] = VirtualNode(name, transport, interlink, vk, port, kubelet_port)
+        progress(
+            f"virtual kubelets started ({', '.join(NODES)}); waiting for their nodes to be "
+            "Ready (the first ping comes 30 s after start)"
+        )
+        _wait(
+            f"nodes {', '.join(NODES)} Ready on LOCAL",
+            lambda: all(node_conditions(local, n).get("Ready") == "True" for n in NODES),
+            chain,
+            NODE_READY_SECONDS,
+        )
+    except BaseException:
+        for node in nodes.values():
+            node.stop()
+        for child, _ in interlinks.values():
+            child.stop()
+        if sidecar is not None:
+            stop_process(sidecar.process)
+        local.stop()
+        remote.stop()
+        raise
+    progress(f"chain ready in {time.monotonic() - started:.0f} s")
+    return chain
+
+
+def _wait_sidecar_ready(sidecar: SidecarProcess) -> None:
+    deadline = time.monotonic() + seconds(SIDECAR_READY_SECONDS)
+    while True:
+        if sidecar.process.poll() is not None:
+            raise ChainError(
+                f"the sidecar exited with status {sidecar.process.returncode}:\n"
+                f"{tail(sidecar.log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(sidecar.ops_url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise ChainError(f"the sidecar was not ready in time:\n{tail(sidecar.log_path)}")
+        time.sleep(0.2)  # polling a condition with a deadline
+
+
+def _wait(
+    what: str,
+    check: Callable[[], bool],
+    chain: Chain,
+    timeout: float,
+    *,
+    extra: list[Child] | None = None,
+) -> None:
+    deadline = time.monotonic() + seconds(timeout)
+    while True:
+        dead = [child for child in extra or [] if not child.alive()]
+        if dead:
+            report = "\n".join(child.describe() for child in dead)
+            raise ChainError(f"while waiting for {what}, a process exited:\n{report}")
+        chain.check_alive()
+        try:
+            if check():
+                return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            states = {n: node_conditions(chain.local, n) for n in NODES}
+            raise ChainError(
+                f"timed out after {seconds(timeout):.0f} s waiting for {what} "
+                f"(node conditions: {json.dumps(states)}):\n{chain.diagnostics()}"
+            )
+        time.sleep(0.5)  # polling a condition with a deadline
