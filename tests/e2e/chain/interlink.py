@@ -50,7 +50,11 @@ def _sidecar_endpoint(sidecar: SidecarProcess, transport: Transport) -> dict[str
     if transport == "unix":
         # SidecarPort is ignored for unix:// but must parse.
         return {"SidecarURL": f"unix://{sidecar.unix_path}", "SidecarPort": "0"}
-    host, _, port = sidecar.tcp_url.rpartition(":")
+    return _http_endpoint(sidecar.tcp_url)
+
+
+def _http_endpoint(url: str) -> dict[str, str]:
+    host, _, port = url.rpartition(":")
     return {"SidecarURL": host, "SidecarPort": port}
 
 
@@ -66,8 +70,10 @@ def start_interlink(
     binaries: InterlinkBinaries,
     sidecar: SidecarProcess,
     workdir: Path,
+    via: str | None = None,
 ) -> tuple[Child, int]:
-    """Start the interLink API server of node ``name``; does not wait."""
+    """Start the interLink API server of node ``name``; does not wait. ``via``: an
+    ``http://127.0.0.1:<port>`` hop between interLink and the sidecar's TCP listener."""
     directory = workdir / name
     (directory / "data").mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -76,7 +82,7 @@ def start_interlink(
         {
             "InterlinkAddress": "http://127.0.0.1",
             "InterlinkPort": str(port),
-            **_sidecar_endpoint(sidecar, transport),
+            **(_http_endpoint(via) if via else _sidecar_endpoint(sidecar, transport)),
             "VerboseLogging": True,
             "ErrorsOnlyLogging": False,
             "DataRootFolder": f"{directory / 'data'}/",

@@ -5,8 +5,13 @@
 
 Two independent embedded clusters (``LocalCluster``): REMOTE, with kwok nodes, where the
 sidecar creates pods, and LOCAL, with no kwok node, where each virtual kubelet registers
-its node. Two virtual nodes share the sidecar: ``vk-tcp`` (interLink reaches the sidecar
-over TCP) and ``vk-unix`` (over its unix socket). Start order: REMOTE, sidecar, LOCAL,
+its node. Three virtual nodes share the sidecar: ``vk-tcp`` (interLink reaches the sidecar
+over TCP) and ``vk-unix`` (over its unix socket), on which every basic test runs, and
+``vk-gated``, whose interLink reaches the sidecar's TCP listener through a ``CreateGate``
+(``create_gate.py``: it can hold a ``/create`` or lose a ``/delete``), for the tests of
+orderings and lost deletes. The sidecar reaps orphaned pods after a short window
+(``ORPHAN_AFTER_SECONDS``), so that a lost delete is shown reaped within a test. Start
+order: REMOTE, sidecar, LOCAL,
 interLink API servers, virtual kubelets; a virtual node turns Ready after its first ping,
 30 s after its start by design. ``start_chain`` stops whatever it started if a step fails
 and raises ChainError with every log's tail.
@@ -28,6 +33,7 @@ from typing import Any
 from sidecar.localcluster import Binaries, LocalCluster
 from sidecar.localcluster.cluster import free_port
 from tests.e2e.chain.build import InterlinkBinaries
+from tests.e2e.chain.create_gate import CreateGate
 from tests.e2e.chain.interlink import (
     Transport,
     VirtualNode,
@@ -40,6 +46,11 @@ from tests.e2e.deadlines import seconds
 from tests.fixtures.sidecar_process import SidecarProcess, write_config
 
 NODES: dict[str, Transport] = {"vk-tcp": "tcp", "vk-unix": "unix"}
+GATED_NODE = "vk-gated"
+ALL_NODES = (*NODES, GATED_NODE)
+ORPHAN_AFTER_SECONDS = 30
+SIDECAR_EXTRA_CONFIG = f"orphan_policy = delete\norphan_after_seconds = {ORPHAN_AFTER_SECONDS}\n"
+"""Lines of the sidecar's ``[offloading]`` section (tests/fixtures' config ends there)."""
 REMOTE_KWOK_NODES = 2
 # Base deadlines (scaled by E2E_DEADLINE_SCALE).
 CLUSTER_START_SECONDS = 180.0
@@ -58,6 +69,7 @@ class Chain:
     remote: LocalCluster
     local: LocalCluster
     sidecar: SidecarProcess
+    gate: CreateGate
     nodes: dict[str, VirtualNode] = field(default_factory=dict)
 
     def children(self) -> list[Child]:
@@ -85,6 +97,7 @@ class Chain:
         """Clients before servers: virtual kubelets, interLink, sidecar, LOCAL, REMOTE."""
         for node in self.nodes.values():
             node.stop()
+        self.gate.stop()
         stop_process(self.sidecar.process, timeout=30)
         self.local.stop()
         self.remote.stop()
@@ -103,6 +116,7 @@ def _launch_sidecar(directory: Path, remote: LocalCluster) -> SidecarProcess:
         tcp_port=tcp_port,
         ops_port=ops_port,
         state_dir=directory / "sidecar-state",
+        extra=SIDECAR_EXTRA_CONFIG,
     )
     env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
     child = Child(
@@ -155,6 +169,7 @@ def start_chain(
         progress=lambda line: progress(f"LOCAL: {line}"),
     )
     sidecar: SidecarProcess | None = None
+    gate: CreateGate | None = None
     nodes: dict[str, VirtualNode] = {}
     interlinks: dict[str, tuple[Child, int]] = {}
     try:
@@ -162,10 +177,18 @@ def start_chain(
         sidecar = _launch_sidecar(workdir / "sidecar", remote)
         local.start(timeout=seconds(CLUSTER_START_SECONDS))
         _wait_sidecar_ready(sidecar)
-        chain = Chain(workdir, remote, local, sidecar, nodes)
-        for name, transport in NODES.items():
+        gate = CreateGate(sidecar.tcp_url)
+        gate.start()
+        chain = Chain(workdir, remote, local, sidecar, gate, nodes)
+        transports: dict[str, Transport] = {**NODES, GATED_NODE: "tcp"}
+        for name, transport in transports.items():
             interlinks[name] = start_interlink(
-                name, transport, binaries=interlink_binaries, sidecar=sidecar, workdir=workdir
+                name,
+                transport,
+                binaries=interlink_binaries,
+                sidecar=sidecar,
+                workdir=workdir,
+                via=gate.url if name == GATED_NODE else None,
             )
         _wait(
             "the interLink API servers to listen",
@@ -174,19 +197,19 @@ def start_chain(
             INTERLINK_LISTEN_SECONDS,
             extra=[child for child, _ in interlinks.values()],
         )
-        for name, transport in NODES.items():
+        for name, transport in transports.items():
             interlink, port = interlinks[name]
             vk, kubelet_port = start_virtual_kubelet(
                 name, binaries=interlink_binaries, interlink_port=port, local=local, workdir=workdir
             )
             nodes[name] = VirtualNode(name, transport, interlink, vk, port, kubelet_port)
         progress(
-            f"virtual kubelets started ({', '.join(NODES)}); waiting for their nodes to be "
+            f"virtual kubelets started ({', '.join(ALL_NODES)}); waiting for their nodes to be "
             "Ready (the first ping comes 30 s after start)"
         )
         _wait(
-            f"nodes {', '.join(NODES)} Ready on LOCAL",
-            lambda: all(node_conditions(local, n).get("Ready") == "True" for n in NODES),
+            f"nodes {', '.join(ALL_NODES)} Ready on LOCAL",
+            lambda: all(node_conditions(local, n).get("Ready") == "True" for n in ALL_NODES),
             chain,
             NODE_READY_SECONDS,
         )
@@ -195,6 +218,8 @@ def start_chain(
             node.stop()
         for child, _ in interlinks.values():
             child.stop()
+        if gate is not None:
+            gate.stop()
         if sidecar is not None:
             stop_process(sidecar.process)
         local.stop()
@@ -244,7 +269,7 @@ def _wait(
         except (urllib.error.URLError, OSError, ValueError):
             pass
         if time.monotonic() > deadline:
-            states = {n: node_conditions(chain.local, n) for n in NODES}
+            states = {n: node_conditions(chain.local, n) for n in ALL_NODES}
             raise ChainError(
                 f"timed out after {seconds(timeout):.0f} s waiting for {what} "
                 f"(node conditions: {json.dumps(states)}):\n{chain.diagnostics()}"
