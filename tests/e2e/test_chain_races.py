@@ -93,7 +93,7 @@ def test_a_delete_during_the_create_leaves_nothing_and_no_running_pod(
             "the sidecar to accept the /delete while the create is held",
             lambda: deletes(chain),
             lambda value: value > before,
-            timeout=seconds(STATUS_TICK_SECONDS),
+            timeout=STATUS_TICK_SECONDS,
             context=chain.diagnostics,
         )
         held.release()  # the remote pod is written after its delete ...
@@ -101,7 +101,7 @@ def test_a_delete_during_the_create_leaves_nothing_and_no_running_pod(
         "the local pod to be gone",
         lambda: kubectl.get_pod(name),
         lambda pod: pod is None,
-        timeout=seconds(90),
+        timeout=90,
         context=chain.diagnostics,
     )
     assert webhook.admitted_pods.count(name) == 1
@@ -121,7 +121,7 @@ def test_a_delete_before_the_create_means_nothing_is_written(
             "the /delete to reach the sidecar first",
             lambda: deletes(chain),
             lambda value: value > before,
-            timeout=seconds(STATUS_TICK_SECONDS),
+            timeout=STATUS_TICK_SECONDS,
             context=chain.diagnostics,
         )
         refused = metric_value(
@@ -134,14 +134,14 @@ def test_a_delete_before_the_create_means_nothing_is_written(
             chain.sidecar, 'sidecar_offload_creates_total{outcome="deleted_first"}'
         ),
         lambda value: value == refused + 1,
-        timeout=seconds(STATUS_TICK_SECONDS),
+        timeout=STATUS_TICK_SECONDS,
         context=chain.diagnostics,
     )
     wait_for(
         "the local pod to be gone",
         lambda: kubectl.get_pod(name),
         lambda pod: pod is None,
-        timeout=seconds(90),
+        timeout=90,
         context=chain.diagnostics,
     )
     assert name not in webhook.admitted_pods  # no remote pod was ever created
