@@ -71,3 +71,8 @@ def ended_pod(kubectl: Kubectl, name: str, *, timeout: float = RUNNING_SECONDS) 
     )
     assert pod is not None
     return pod
+
+
+def gone_pod(kubectl: Kubectl, name: str, *, timeout: float = CLEANUP_SECONDS) -> None:
+    """Wait until the LOCAL pod ``name`` no longer exists."""
+    kubectl.wait_pod(name, "gone", lambda pod: pod is None, timeout=timeout)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e import manifests, remote
 from tests.e2e.chain.topology import GATED_NODE, ORPHAN_AFTER_SECONDS, Chain
-from tests.e2e.checks import ended_pod, running_pod, status
+from tests.e2e.checks import ended_pod, gone_pod, running_pod, status
 from tests.e2e.deadlines import wait_for
 from tests.e2e.kubectl import Kubectl
 from tests.e2e.submit import Submit
@@ -58,13 +58,7 @@ def test_a_pod_whose_delete_was_lost_is_reported_then_reaped(
 
     chain.gate.lose_delete(lost)
     kubectl.run("delete", "pod", lost, "--wait=false")
-    wait_for(
-        "the local pod to be gone (its /delete lost on the way)",
-        lambda: kubectl.get_pod(lost),
-        lambda pod: pod is None,
-        timeout=90,
-        context=chain.diagnostics,
-    )
+    gone_pod(kubectl, lost)
     assert remote.remote_pods(chain.remote, lost_uid), "the remote pod runs on"
 
     report = wait_for(

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e import manifests
 from tests.e2e.chain.topology import GATED_NODE, Chain
-from tests.e2e.checks import assert_remote_clean, running_pod, state_of, status
+from tests.e2e.checks import assert_remote_clean, gone_pod, running_pod, state_of, status
 from tests.e2e.deadlines import seconds, wait_for
 from tests.e2e.kubectl import Kubectl, Pod
 from tests.e2e.submit import Submit
@@ -47,6 +47,19 @@ def deletes(chain: Chain) -> float:
     return sum(
         metric_value(chain.sidecar, f'sidecar_offload_deletes_total{{outcome="{outcome}"}}')
         for outcome in ("done", "deferred")
+    )
+
+
+def delete_reaching_the_sidecar(chain: Chain, kubectl: Kubectl, name: str) -> None:
+    """``kubectl delete`` the pod and wait until the sidecar has taken its ``/delete``."""
+    before = deletes(chain)
+    kubectl.run("delete", "pod", name, "--wait=false")
+    wait_for(
+        "the sidecar to accept the /delete",
+        lambda: deletes(chain),
+        lambda value: value > before,
+        timeout=STATUS_TICK_SECONDS,
+        context=chain.diagnostics,
     )
 
 
@@ -84,26 +97,12 @@ def test_a_delete_during_the_create_leaves_nothing_and_no_running_pod(
     chain: Chain, kubectl: Kubectl, submit: Submit, webhook: AdmissionGate
 ) -> None:
     name = manifests.unique_name("deldur")
-    before = deletes(chain)
     with webhook.hold(pod_name=name) as held:
         submit(manifests.pod(name, "vk-tcp"))
         held.wait_arrived(seconds(ARRIVAL_SECONDS))
-        kubectl.run("delete", "pod", name, "--wait=false")
-        wait_for(
-            "the sidecar to accept the /delete while the create is held",
-            lambda: deletes(chain),
-            lambda value: value > before,
-            timeout=STATUS_TICK_SECONDS,
-            context=chain.diagnostics,
-        )
+        delete_reaching_the_sidecar(chain, kubectl, name)
         held.release()  # the remote pod is written after its delete ...
-    wait_for(
-        "the local pod to be gone",
-        lambda: kubectl.get_pod(name),
-        lambda pod: pod is None,
-        timeout=90,
-        context=chain.diagnostics,
-    )
+    gone_pod(kubectl, name)
     assert webhook.admitted_pods.count(name) == 1
     assert_remote_clean(chain)  # ... and removed after it
 
@@ -112,18 +111,10 @@ def test_a_delete_before_the_create_means_nothing_is_written(
     chain: Chain, kubectl: Kubectl, submit: Submit, webhook: AdmissionGate
 ) -> None:
     name = manifests.unique_name("delfirst")
-    before = deletes(chain)
     with chain.gate.hold(name) as held:
         submit(manifests.pod(name, GATED_NODE))
         held.wait_arrived(seconds(ARRIVAL_SECONDS))  # /create held before the sidecar
-        kubectl.run("delete", "pod", name, "--wait=false")
-        wait_for(
-            "the /delete to reach the sidecar first",
-            lambda: deletes(chain),
-            lambda value: value > before,
-            timeout=STATUS_TICK_SECONDS,
-            context=chain.diagnostics,
-        )
+        delete_reaching_the_sidecar(chain, kubectl, name)  # first, its create held
         refused = metric_value(
             chain.sidecar, 'sidecar_offload_creates_total{outcome="deleted_first"}'
         )
@@ -137,12 +128,6 @@ def test_a_delete_before_the_create_means_nothing_is_written(
         timeout=STATUS_TICK_SECONDS,
         context=chain.diagnostics,
     )
-    wait_for(
-        "the local pod to be gone",
-        lambda: kubectl.get_pod(name),
-        lambda pod: pod is None,
-        timeout=90,
-        context=chain.diagnostics,
-    )
+    gone_pod(kubectl, name)
     assert name not in webhook.admitted_pods  # no remote pod was ever created
     assert_remote_clean(chain)

@@ -14,6 +14,7 @@ import aiohttp
 
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess
+from tests.http_client import client_session
 
 
 async def call(
@@ -23,7 +24,7 @@ async def call(
     # interLink addresses a unix socket as http://unix/<endpoint> (Host: unix).
     base = "http://unix" if via_unix else sidecar.tcp_url
     async with (
-        aiohttp.ClientSession(connector=connector) as session,
+        client_session(connector=connector) as session,
         session.request(
             method,
             base + path,

@@ -21,7 +21,7 @@ import pytest
 
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
-from tests.fixtures.admission_gate import AdmissionGate
+from tests.fixtures.admission_gate import AdmissionGate, Hold
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, metric_value, new_pod, poll
 from tests.integration.test_offloading import namespace_exists, remote_objects
@@ -51,6 +51,16 @@ def with_configmaps(namespace: str) -> dict[str, Any]:
     body = podshapes.SHAPES["shared-volumes"](str(uuid.uuid4()))
     body["pod"]["metadata"]["namespace"] = namespace
     return body
+
+
+async def create_held(
+    sidecar: SidecarProcess, body: dict[str, Any], held: Hold
+) -> asyncio.Task[tuple[int, bytes]]:
+    """Start ``/create`` of ``body``; return once the webhook holds it (the sidecar is
+    inside the create); the task answers once the hold is released."""
+    creating = asyncio.create_task(call(sidecar, "POST", "/create", body))
+    await asyncio.to_thread(held.wait_arrived, ARRIVAL_TIMEOUT)
+    return creating
 
 
 async def status_of(sidecar: SidecarProcess, pod: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +104,7 @@ async def test_status_while_the_create_is_held_is_waiting_then_running(
     body = with_configmaps(namespace)
     pod, uid = body["pod"], body["pod"]["metadata"]["uid"]
     with gate.hold(uid, "Pod") as held:
-        creating = asyncio.create_task(call(sidecar_module, "POST", "/create", body))
-        await asyncio.to_thread(held.wait_arrived, ARRIVAL_TIMEOUT)
+        creating = await create_held(sidecar_module, body, held)
         # The sidecar is inside the create, its pod write held by the webhook. The
         # virtual kubelet polls now; a terminated answer would fail the pod for good.
         entry = await status_of(sidecar_module, pod)
@@ -144,8 +153,7 @@ async def test_a_delete_during_the_create_stops_it_and_leaves_nothing(
     body = with_configmaps(namespace)
     pod, uid = body["pod"], body["pod"]["metadata"]["uid"]
     with gate.hold(uid, "ConfigMap") as held:
-        creating = asyncio.create_task(call(sidecar_module, "POST", "/create", body))
-        await asyncio.to_thread(held.wait_arrived, ARRIVAL_TIMEOUT)
+        creating = await create_held(sidecar_module, body, held)
         # The create is blocked writing its first ConfigMap: the delete overtakes it,
         # and is answered at once (not after the create).
         code, answer = await asyncio.wait_for(
@@ -171,8 +179,7 @@ async def test_a_delete_during_the_pod_write_removes_the_pod_after_it(
     body = with_configmaps(namespace)
     pod, uid = body["pod"], body["pod"]["metadata"]["uid"]
     with gate.hold(uid, "Pod") as held:
-        creating = asyncio.create_task(call(sidecar_module, "POST", "/create", body))
-        await asyncio.to_thread(held.wait_arrived, ARRIVAL_TIMEOUT)
+        creating = await create_held(sidecar_module, body, held)
         code, _ = await call(sidecar_module, "POST", "/delete", pod)
         assert code == 200
         held.release()  # the pod is written after all ...

@@ -8,12 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess
+from tests.http_client import client_session
 from tests.integration import plugin_client
 from tests.integration.plugin_client import call, poll
 
@@ -60,7 +60,7 @@ async def test_follow_streams_new_lines_and_stops_when_the_client_leaves(
     marker = uuid.uuid4().hex
     body = json.dumps(log_request(running_pod, Follow=True, Tail=1))
     async with (
-        aiohttp.ClientSession() as session,
+        client_session() as session,
         session.get(sidecar_module.tcp_url + "/getLogs", data=body) as response,
     ):
         assert response.status == 200
@@ -108,15 +108,14 @@ async def test_a_client_leaving_a_follow_while_lines_flow_is_not_an_error(
     writer = asyncio.create_task(write_lines())
     try:
         body = json.dumps(log_request(running_pod, Follow=True, Tail=1))
-        session = aiohttp.ClientSession()
-        response = await session.get(sidecar_module.tcp_url + "/getLogs", data=body)
-        assert response.status == 200
-        received = b""
-        async with asyncio.timeout(30):
-            while received.count(marker.encode()) < 20:
-                received += await response.content.readany()
-        response.close()  # leave while lines keep coming
-        await session.close()
+        async with client_session() as session:
+            response = await session.get(sidecar_module.tcp_url + "/getLogs", data=body)
+            assert response.status == 200
+            received = b""
+            async with asyncio.timeout(30):
+                while received.count(marker.encode()) < 20:
+                    received += await response.content.readany()
+            response.close()  # leave while lines keep coming
         await poll(
             "the remote stream to be closed",
             lambda: asyncio.to_thread(metric, sidecar_module, "sidecar_logs_streams"),

@@ -25,13 +25,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from sidecar.localcluster import LocalCluster
 from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
+from tests.http_client import client_session
 from tests.integration.plugin_client import call, metric_value, poll
 
 pytestmark = pytest.mark.controlplane
@@ -82,7 +82,7 @@ async def delete(sidecar: SidecarProcess, pod: dict[str, Any]) -> None:
 
 async def orphans_report(sidecar: SidecarProcess) -> dict[str, Any]:
     async with (
-        aiohttp.ClientSession() as session,
+        client_session() as session,
         session.get(sidecar.ops_url + "/orphans") as response,
     ):
         assert response.status == 200

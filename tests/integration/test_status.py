@@ -121,6 +121,8 @@ async def test_pod_deleted_behind_our_back_is_terminated_with_a_reason(
         "GET",
         f"/api/v1/namespaces/offloading-default/pods?labelSelector=interlink.io/source.pod_uid={uid}",
     )["items"][0]
+    samples = "sidecar_status_propagation_delay_seconds_count"
+    observed = metric_value(sidecar_module, samples)
     control_plane.request(
         "DELETE", f"/api/v1/namespaces/offloading-default/pods/{remote['metadata']['name']}"
     )
@@ -133,6 +135,9 @@ async def test_pod_deleted_behind_our_back_is_terminated_with_a_reason(
     assert ended["reason"] == DELETED_REASON
     assert ended["exitCode"] != 0
     assert "deleted" in ended["message"]
+    # The deletion mark changed no status: it is not a propagation sample (it used to
+    # be one, measuring the pod's age).
+    assert metric_value(sidecar_module, samples) == observed
 
 
 async def test_status_makes_no_remote_call(

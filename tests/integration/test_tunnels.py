@@ -22,6 +22,7 @@ from sidecar.localcluster.cluster import free_port
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.fixtures.sshd import SshdServer, SshGateway
+from tests.http_client import client_session
 from tests.integration.plugin_client import call, metric_value, poll
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.sshd]
@@ -92,7 +93,7 @@ def tunnelled_pod(*ports: int) -> dict[str, Any]:
 
 
 async def get(port: int) -> str:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as r:
+    async with client_session() as session, session.get(f"http://127.0.0.1:{port}/") as r:
         assert r.status == 200
         return await r.text()
 
