@@ -17,8 +17,8 @@ LIST of the local cluster's pods (only when some pod is old enough to be judged)
   orphan then. Reaping goes the way a ``/delete`` goes: under the pod uid's lock
   (``Offloader.hold_uid``: a create in flight finishes first), checked again (not
   journalled, no create running, the same remote pod object, not asked about since),
-  the delete journalled first (with its tombstone, as ``/delete`` does),
-  then ``Offloader.attempt_cleanup`` deletes everything of ours that belongs to the pod
+  then ``Offloader.delete_held`` does what ``/delete`` does (journalled first, with its
+  tombstone) and deletes everything of ours that belongs to the pod
   (the pod, its copied ConfigMaps and Secrets, its PVCs per their retention policy, the
   namespace when ours and empty); what does not finish at once is finished by the
   janitor's journal loop, also across restarts. Counted in

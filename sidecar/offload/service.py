@@ -6,9 +6,10 @@ goroutines, so a ``/delete`` can arrive before its ``/create`` or while it runs:
 
 * the delete is journalled at once (before it waits for the lock), with a tombstone;
 * a create of a tombstoned uid writes nothing and answers 409 (``deleted_first``);
-* a create already running when its delete arrives notices the tombstone between two
-  writes and stops (409); the delete, next in line for the lock, then removes whatever
-  the create had written. A create that finished first is simply deleted after it.
+* a create already running (or waiting for the lock) when its delete arrives notices
+  the tombstone before its next write and stops (409); the delete is answered at once
+  and the janitor, woken when the create ends, removes whatever it had written. A
+  create that finished first is simply deleted after it.
 
 Create: translate, validate every object against the schema (422 and no write on
 failure), return the existing remote pod if there is one, else create the namespace,
@@ -221,7 +222,7 @@ class Offloader:
             pod: JsonObject = {}
             for obj in plan.objects():
                 # A /delete of this pod that arrived meanwhile stops the create here; the
-                # delete (next in line for the uid's lock) removes what was written.
+                # janitor, woken when this create ends, removes what was written.
                 self._check_not_deleted(plan.ref)
                 current = _describe(obj)
                 result, new = await self._create_owned(plan, obj)
