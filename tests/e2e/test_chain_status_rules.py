@@ -25,6 +25,7 @@ NODE = "vk-unix"
 NATIVE_SIDECAR = "test.interlink.io/native-sidecar"
 INIT_EXIT_CODE = "test.interlink.io/init-exit-code"
 LOCAL_ONLY = "interlink.eu/disable-offload-containers"
+CRASH = "test.interlink.io/crash"
 
 
 def with_native_sidecar(manifest: dict[str, Any], name: str) -> dict[str, Any]:
@@ -112,3 +113,28 @@ def test_a_pod_with_a_local_only_container(
     if code is not None:
         assert by_name["main"]["state"]["terminated"]["exitCode"] == int(code)
         assert "runs locally" in by_name["helper"]["state"]["terminated"]["message"]
+
+
+def test_a_container_between_its_exit_and_its_restart_keeps_the_pod_running(
+    kubectl: Kubectl, submit: Submit
+) -> None:
+    """The remote kubelet reports ``terminated`` (pod still Running) until it restarts
+    the container; answered as is, that would end the local pod for good. kwok's
+    ``pod-crash`` stage holds the pod in that window."""
+    name = submit(manifests.pod(manifests.unique_name("crash"), NODE, annotations={CRASH: "true"}))
+
+    def restart_pending(pod: Pod | None) -> bool:
+        phase = status(pod).get("phase")
+        assert phase not in ("Failed", "Succeeded"), f"the pod ended: {status(pod)}"
+        return any(
+            ((c.get("state") or {}).get("waiting") or {}).get("reason") == "Restarting"
+            for c in status(pod).get("containerStatuses") or []
+        )
+
+    pod = kubectl.wait_pod(name, "the container waiting for its restart", restart_pending)
+    # Not ended (Failed, for good, without the rule). Running if a poll saw the
+    # container run in the 100 ms before kwok's crash, else still Pending.
+    assert status(pod)["phase"] in ("Pending", "Running"), status(pod)
+    [main] = status(pod)["containerStatuses"]
+    assert main["lastState"]["terminated"]["exitCode"] == 1
+    assert "restarts it" in main["state"]["waiting"]["message"]
