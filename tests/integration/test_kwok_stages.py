@@ -5,6 +5,8 @@ since the sidecar's and the end-to-end tests rely on it.
 
 - ``test.interlink.io/init-exit-code: "<n>"``: the first init container fails with n.
 - ``test.interlink.io/native-sidecar: "true"``: init containers run as native sidecars.
+- ``test.interlink.io/crash: "true"``: the running containers exit with 1, the pod stays
+  Running (a kubelet between a container's exit and its restart).
 """
 
 from __future__ import annotations
@@ -133,3 +135,20 @@ def test_plain_init_containers_still_complete(
     assert state_of(setup) == "terminated"
     assert setup["state"]["terminated"]["exitCode"] == 0
     assert state_of(pod["status"]["containerStatuses"][0]) == "running"
+
+
+def test_crash_leaves_the_containers_exited_and_the_pod_running(
+    control_plane: LocalCluster, make_pod: Callable[..., str]
+) -> None:
+    name = make_pod({"test.interlink.io/crash": "true"}, (), ("main",))
+    pod = wait_pod(
+        control_plane,
+        name,
+        "the container exited",
+        lambda p: any(
+            state_of(c) == "terminated" for c in p["status"].get("containerStatuses") or []
+        ),
+    )
+    [main] = pod["status"]["containerStatuses"]
+    assert main["state"]["terminated"]["exitCode"] == 1
+    assert pod["status"]["phase"] == "Running"
