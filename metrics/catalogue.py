@@ -83,7 +83,7 @@ REMOTE_RESOURCES = frozenset(
 """Remote resources (plural, ``/subresource``) a call can be counted under."""
 
 CREATE_OUTCOMES = ("created", "existing", "invalid", "failed", "deleted_first")
-DELETE_OUTCOMES = ("done", "deferred")
+DELETE_OUTCOMES = ("done", "deferred", "not_recorded")
 WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", OTHER})
 WATCH_RESTART_REASONS = ("gone", "inactivity", "unreachable", "error", "bug")
 ORPHAN_KINDS = ("ConfigMap", "Secret")
@@ -138,6 +138,9 @@ class Metrics:
     the route's path (``/create``, ``/delete``, ``/status``, ``/getLogs``) or
     ``unmatched``; ``method``: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ``other``;
     ``code``: the HTTP status."""
+    api_in_flight: Gauge
+    """``sidecar_api_requests_in_flight``: plugin API requests being handled now (the
+    figure ``app.max_concurrent_requests`` caps)."""
     api_request_duration: Histogram
     """``sidecar_api_request_duration_seconds{route}``: plugin API request duration until
     the response headers (``route`` as above)."""
@@ -151,8 +154,8 @@ class Metrics:
     headers of a remote call (a watch or a followed log: until its stream starts);
     ``verb`` and ``resource`` as in ``remote_requests``."""
     remote_up: Gauge
-    """``sidecar_remote_up``: 1 when the last reachability check of the remote API
-    server succeeded."""
+    """``sidecar_remote_up``: 1 when the remote API server served the last check, a
+    read from its storage (``sidecar.remote.health``)."""
     root_task_up: Gauge
     """``sidecar_process_root_task_up{task}``: 1 while a root task runs. ``task``: the
     root task names of ``sidecar/app.py`` (plugin-api-server, ops-server, remote-prober,
@@ -163,12 +166,20 @@ class Metrics:
     (remote failure, rolled back), deleted_first (refused: its /delete came first)."""
     deletes: Counter
     """``sidecar_offload_deletes_total{outcome}``: /delete outcomes, ``DELETE_OUTCOMES``:
-    done at once, or deferred to the janitor."""
+    done at once, deferred to the janitor, or not_recorded (not finished and the journal
+    could not be written: answered 503)."""
     janitor_retries: Counter
     """``sidecar_janitor_retries_total``: cleanup attempts of journalled deletes that did
     not finish."""
     pending_deletes: Gauge
     """``sidecar_janitor_pending_deletes``: deletes in the journal, not finished yet."""
+    dead_deletes: Gauge
+    """``sidecar_janitor_dead_deletes``: journalled deletes the janitor gave up on
+    (dead-letter: retry cap or age reached), kept in the journal and listed in
+    ``/healthz``."""
+    journal_writable: Gauge
+    """``sidecar_janitor_journal_writable``: 1 when the last write (or write check) of
+    the delete journal worked; 0 fails ``/healthz``."""
     orphans_reaped: Counter
     """``sidecar_janitor_orphans_reaped_total{kind}``: remote objects of ours whose pod
     no longer exists, deleted by the janitor's sweep. ``kind``: ``REAPED_KINDS``
@@ -189,6 +200,10 @@ class Metrics:
     events that change a pod's status (or add a pod), not for metadata-only updates."""
     cache_pods: Gauge
     """``sidecar_status_cache_pods``: pods in the status cache."""
+    watch_progress_age: Gauge
+    """``sidecar_watch_progress_age_seconds``: seconds since the watcher last made
+    progress (a watch event, bookmark or accepted stream); ``/healthz`` fails when it
+    passes ``k8s.watch_stall_seconds`` while the remote API server serves."""
     cache_age: Gauge
     """``sidecar_status_cache_age_seconds``: seconds since the status cache last heard
     from the watch (event or bookmark)."""
@@ -237,6 +252,13 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             registry=registry,
             closed={"method": HTTP_METHODS | {OTHER}, "code": HTTP_CODES},
         ),
+        api_in_flight=Gauge(
+            "requests_in_flight",
+            "Plugin API requests being handled now",
+            namespace=NAMESPACE,
+            subsystem="api",
+            registry=registry,
+        ),
         api_request_duration=Histogram(
             "request_duration_seconds",
             "Plugin API request duration until the response headers, in seconds",
@@ -271,7 +293,7 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         ),
         remote_up=Gauge(
             "up",
-            "1 when the remote API server answered the last reachability check",
+            "1 when the remote API server served the last check (a read from its storage)",
             namespace=NAMESPACE,
             subsystem="remote",
             registry=registry,
@@ -298,7 +320,7 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         deletes=_zero(
             Counter(
                 "deletes",
-                "Pod deletes by outcome (done, deferred to the janitor)",
+                "Pod deletes by outcome (done, deferred to the janitor, not_recorded: 503)",
                 ["outcome"],
                 namespace=NAMESPACE,
                 subsystem="offload",
@@ -316,6 +338,20 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
         pending_deletes=Gauge(
             "pending_deletes",
             "Deletes accepted and not finished yet",
+            namespace=NAMESPACE,
+            subsystem="janitor",
+            registry=registry,
+        ),
+        dead_deletes=Gauge(
+            "dead_deletes",
+            "Journalled deletes given up on (dead-letter), kept in the journal",
+            namespace=NAMESPACE,
+            subsystem="janitor",
+            registry=registry,
+        ),
+        journal_writable=Gauge(
+            "journal_writable",
+            "1 when the last write of the delete journal worked",
             namespace=NAMESPACE,
             subsystem="janitor",
             registry=registry,
@@ -371,6 +407,13 @@ def make_metrics(registry: CollectorRegistry, *, version: str) -> Metrics:
             "Pods in the status cache",
             namespace=NAMESPACE,
             subsystem="status",
+            registry=registry,
+        ),
+        watch_progress_age=Gauge(
+            "progress_age_seconds",
+            "Seconds since the watcher last made progress (event, bookmark, accepted stream)",
+            namespace=NAMESPACE,
+            subsystem="watch",
             registry=registry,
         ),
         cache_age=Gauge(

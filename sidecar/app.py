@@ -25,10 +25,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from metrics import make_metrics, register_phase_collector
-from sidecar import __version__
+from sidecar import __version__, insecure
 from sidecar.api.server import make_plugin_app
 from sidecar.listeners import ListenError, bound_tcp_port, start_sites
-from sidecar.offload.janitor import run_janitor
+from sidecar.memory import TRIM_INTERVAL_SECONDS, trim_forever
+from sidecar.offload.janitor import RetryPolicy, run_janitor
 from sidecar.offload.journal import DeleteJournal, JournalError
 from sidecar.offload.local_pods import LocalPodReader, LocalReadError
 from sidecar.offload.orphan_pods import OrphanPods, liveness_gap
@@ -37,7 +38,7 @@ from sidecar.ops import ProcessState, make_ops_app
 from sidecar.remote.capacity import ping_resources, selector_string
 from sidecar.remote.client import KubeconfigError, make_api_client
 from sidecar.remote.cluster import RemoteCluster
-from sidecar.remote.health import RemoteHealth, probe_forever
+from sidecar.remote.health import RemoteHealth, probe_forever, storage_read
 from sidecar.settings import Settings
 from sidecar.status.asked import ASKED_KEY, AskedLog
 from sidecar.status.cache import StatusCache
@@ -52,7 +53,8 @@ EXIT_OK = 0
 EXIT_TASK_ENDED = 1
 EXIT_CONFIG = 2
 
-# How often the remote API server's reachability is checked (ping and /readyz read it).
+# How often the remote API server is checked (a read from its storage; the ping,
+# /create and /readyz's body read the verdict).
 PROBE_INTERVAL_SECONDS = 5.0
 
 
@@ -74,10 +76,13 @@ async def run(
     try:
         journal.load()
         api_client = await make_api_client(settings.k8s, metrics=metrics)
+        probe_client = await make_api_client(settings.k8s, metrics=metrics)
     except (KubeconfigError, JournalError) as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    remote = RemoteCluster(api_client, timeout=settings.k8s.request_timeout_seconds)
+    remote = RemoteCluster(
+        api_client, timeout=settings.k8s.request_timeout_seconds, probe_client=probe_client
+    )
     tunnels: TunnelManager | None = None
     if settings.tcp_tunnel.enabled:
         try:
@@ -101,11 +106,14 @@ async def run(
             await remote.close()
             return EXIT_CONFIG
     metrics.pending_deletes.set_function(lambda: len(journal))
+    metrics.dead_deletes.set_function(journal.dead_count)
+    metrics.journal_writable.set_function(lambda: 0 if journal.problem else 1)
     cache = StatusCache()
     metrics.cache_pods.set_function(lambda: len(cache))
     metrics.cache_age.set_function(cache.age_seconds)
     register_phase_collector(metrics.registry, cache.phases)
     watcher = Watcher(remote, cache, settings=settings.k8s, metrics=metrics)
+    metrics.watch_progress_age.set_function(watcher.progress_age)
     offloader = Offloader(
         cache=cache,
         remote=remote,
@@ -114,6 +122,7 @@ async def run(
         mesh=settings.mesh,
         k8s=settings.k8s,
         metrics=metrics,
+        create_deadline=settings.app.create_deadline_seconds,
     )
     if len(journal):
         logger.info("%d delete(s) from before the restart are pending", len(journal))
@@ -129,9 +138,12 @@ async def run(
         local=local_pods,
     )
     health = RemoteHealth()
-    state = ProcessState()
     tasks = RootTasks()
-    state.alive = tasks.alive
+    state = ProcessState(
+        alive=tasks.alive,
+        faults=lambda: _faults(watcher, health, journal, settings),
+        notes=lambda: _dead_letters(journal),
+    )
 
     budget = settings.app.shutdown_timeout_seconds
     plugin_app = make_plugin_app(
@@ -142,6 +154,8 @@ async def run(
         offloading=settings.offloading,
         metrics=metrics,
         log_requests=settings.log.requests_enabled,
+        max_concurrent_requests=settings.app.max_concurrent_requests,
+        body_timeout=settings.app.request_body_timeout_seconds,
     )
     plugin_app[ASKED_KEY] = asked  # the handlers record what interLink asks about
     plugin_runner = web.AppRunner(
@@ -150,6 +164,10 @@ async def run(
         access_log=None,
         # In-flight calls get most of the budget; the rest of the ladder is quick.
         shutdown_timeout=budget * 0.6,
+        # aiohttp closes a connection that has not completed a request within this many
+        # seconds of opening or of its previous answer: a client sending its headers a
+        # byte at a time cannot hold a connection (interLink sends whole requests).
+        keepalive_timeout=settings.app.request_header_timeout_seconds,
     )
     ops_runner = web.AppRunner(
         make_ops_app(
@@ -200,13 +218,15 @@ async def run(
         "remote-prober",
         probe_forever(
             health,
-            remote.version,
+            storage_read(remote),
             interval=PROBE_INTERVAL_SECONDS,
             measure=measure_capacity,
             on_change=lambda up: metrics.remote_up.set(1 if up else 0),
+            served_since=remote.served_since,
         ),
     )
     tasks.start("remote-watcher", watcher.watch_forever())
+    tasks.start("memory-trimmer", trim_forever(TRIM_INTERVAL_SECONDS))
     if tunnels is not None:
         tasks.start("tunnel-manager", tunnels.run())
         tasks.start(
@@ -218,7 +238,11 @@ async def run(
         run_janitor(
             offloader,
             journal,
-            max_backoff=settings.app.janitor_max_backoff_seconds,
+            policy=RetryPolicy(
+                max_backoff=settings.app.janitor_max_backoff_seconds,
+                max_attempts=settings.app.janitor_max_attempts,
+                give_up_after=settings.app.delete_give_up_seconds,
+            ),
             metrics=metrics,
             orphan_pods=orphan_pods,
         ),
@@ -234,6 +258,7 @@ async def run(
         ops_port,
         settings.source,
     )
+    await insecure.warn_at_start(settings)
     if settings.ignored_keys:
         logger.info("accepted for compatibility, no effect: %s", ", ".join(settings.ignored_keys))
     if on_ready is not None:
@@ -248,7 +273,14 @@ async def run(
         loop.remove_signal_handler(signum)
     try:
         await tasks.stop(
-            ["tunnel-feeder", "tunnel-manager", "remote-watcher", "remote-prober", "janitor"],
+            [
+                "tunnel-feeder",
+                "tunnel-manager",
+                "remote-watcher",
+                "remote-prober",
+                "janitor",
+                "memory-trimmer",
+            ],
             timeout=budget * 0.1,
         )
         await tasks.stop(["plugin-api-server"], timeout=budget * 0.7)
@@ -265,3 +297,44 @@ async def run(
         stopping_at - started,
     )
     return EXIT_OK if exit_info.task is None else EXIT_TASK_ENDED
+
+
+def _faults(
+    watcher: Watcher, health: RemoteHealth, journal: DeleteJournal, settings: Settings
+) -> list[str]:
+    """Liveness beyond "every root task runs" (see ``sidecar.ops``)."""
+    faults = []
+    stall = watcher.stall(
+        serving_since=health.since if health.up else None,
+        window=settings.k8s.watch_stall_seconds,
+    )
+    if stall is not None:
+        faults.append(stall)
+    if journal.problem is not None:
+        faults.append(f"janitor: {journal.problem}")
+    return faults
+
+
+_DEAD_LISTED = 10
+
+
+def _dead_letters(journal: DeleteJournal) -> list[str]:
+    """The deletes given up on, for /healthz's body (not a liveness failure: a restart
+    cannot remove what blocks them)."""
+    dead = journal.dead()
+    if not dead:
+        return []
+    lines = [
+        f"janitor: {len(dead)} delete(s) given up on (dead-letter), kept in {journal.path}; "
+        "tried again hourly and at each start, at once on a new /delete of the pod"
+    ]
+    for entry in dead[:_DEAD_LISTED]:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.dead_since or 0))
+        lines.append(
+            f"  pod {entry.name} (uid {entry.pod_uid}) in namespace {entry.namespace}, "
+            f"given up at {stamp} after {entry.attempts} attempt(s): "
+            f"{entry.last_error or 'not finished'}"
+        )
+    if len(dead) > _DEAD_LISTED:
+        lines.append(f"  ... and {len(dead) - _DEAD_LISTED} more")
+    return lines

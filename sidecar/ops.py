@@ -3,6 +3,24 @@
 
 Separate from the plugin API so probes and scrapes never queue behind interLink calls,
 and so the plugin API can stay on a unix socket while Prometheus and the kubelet use TCP.
+
+What the probes mean (the chart's probes follow this):
+
+* ``/healthz``, liveness: the process works. 503 when a root task ended, or when one
+  runs without getting anywhere: the watcher made no progress for
+  ``k8s.watch_stall_seconds`` while the remote API server served reads (e.g. its
+  ``watch`` right is missing: it restarts for ever), or the delete journal cannot be
+  written (full or read-only ``app.state_dir``: deletes can no longer be promised).
+  These are faults of this process or its volume, which a restart (a remounted
+  volume, a fresh watch) may cure, and which an operator must see. Deletes given up
+  on (dead-letter) are listed in the body but do not fail it: a restart cannot
+  remove a finalizer.
+* ``/readyz``, readiness: the process serves the plugin API. 503 only while it
+  starts (until the first remote check has finished, at most a few seconds) and once
+  it shuts down. The remote API server's and the tunnel gateway's health are in the
+  body (still 200), in the ping and in metrics: readiness that followed them would
+  take the Service endpoint away exactly when interLink's ``/delete`` calls must reach
+  the journal, and interLink never retries a delete.
 """
 
 from __future__ import annotations
@@ -20,10 +38,15 @@ from tunnel.manager import TunnelManager
 
 @dataclass(slots=True)
 class ProcessState:
-    """What the probes report. ``alive`` is filled by the lifecycle owner."""
+    """What the probes report; the callables are filled by the lifecycle owner."""
 
     stopping: bool = False
     alive: Callable[[], dict[str, bool]] = field(default=lambda: {})
+    """Root task name -> still running."""
+    faults: Callable[[], list[str]] = field(default=lambda: [])
+    """Why the process does not work although its root tasks run (fails /healthz)."""
+    notes: Callable[[], list[str]] = field(default=lambda: [])
+    """What an operator should see in /healthz's body without failing it."""
 
 
 STATE_KEY = web.AppKey("state", ProcessState)
@@ -32,26 +55,35 @@ TUNNELS_KEY = web.AppKey("tunnels", TunnelManager)
 ORPHANS_KEY = web.AppKey("orphans", OrphanPods)
 
 
+def _text(status: int, head: str, lines: list[str]) -> web.Response:
+    return web.Response(status=status, text="".join(f"{line}\n" for line in [head, *lines]))
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """200 while every root task runs; 503 names the ones that ended."""
-    tasks = request.app[STATE_KEY].alive()
-    dead = sorted(name for name, alive in tasks.items() if not alive)
-    if dead:
-        return web.Response(status=503, text=f"root task(s) ended: {', '.join(dead)}\n")
-    return web.Response(text="ok\n")
+    """200 while every root task runs and makes progress; 503 names what does not."""
+    state = request.app[STATE_KEY]
+    dead = sorted(name for name, alive in state.alive().items() if not alive)
+    faults = ([f"root task(s) ended: {', '.join(dead)}"] if dead else []) + state.faults()
+    if faults:
+        return _text(503, "unhealthy", faults)
+    return _text(200, "ok", state.notes())
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when not shutting down and the remote API server answers."""
+    """200 while the plugin API serves (after the first remote check, until shutdown);
+    the body says how the remote API server and the tunnel gateway are."""
     state, health = request.app[STATE_KEY], request.app[HEALTH_KEY]
     if state.stopping:
-        return web.Response(status=503, text="shutting down\n")
-    if not health.up:
-        return web.Response(status=503, text=health.describe() + "\n")
+        return _text(503, "shutting down", [])
+    if not health.checked:
+        return _text(503, "starting: the first remote check has not finished", [])
+    details = [health.describe()]
     tunnels = request.app.get(TUNNELS_KEY)
-    if tunnels is not None and not tunnels.connected:
-        return web.Response(status=503, text="tunnel gateway not connected\n")
-    return web.Response(text="ok\n")
+    if tunnels is not None:
+        details.append(
+            "tunnel gateway connected" if tunnels.connected else "tunnel gateway not connected"
+        )
+    return _text(200, "ok", details)
 
 
 async def tunnels_view(request: web.Request) -> web.Response:

@@ -47,6 +47,12 @@ __all__ = [
     "load",
 ]
 
+# Remote namespaces refused by default: the remote cluster's own system namespaces.
+DEFAULT_NAMESPACE_DENY = ("kube-system", "kube-public", "kube-node-lease")
+# The downward-API variable that tells the sidecar its own namespace (not a config key:
+# it describes where the process runs, not how it should behave).
+OWN_NAMESPACE_ENV = "POD_NAMESPACE"
+
 DEFAULT_TUNNEL_CIPHERS = (
     "aes256-gcm@openssh.com",
     "aes128-gcm@openssh.com",
@@ -106,6 +112,28 @@ class AppSettings:
     """Directory for the small journal of deletes still to finish (survives restarts)."""
     janitor_max_backoff_seconds: float
     """Longest wait between two attempts to finish a delete the remote cluster refused."""
+    janitor_max_attempts: int = 100
+    """Attempts the remote API server answered without the delete finishing (a
+    finalizer that never goes, a permission missing) after which the janitor gives up:
+    the entry stays in the journal marked dead (dead-letter), counted and shown in
+    ``/healthz``, and is tried again only hourly. Attempts while the remote server is
+    unreachable do not count: the journal exists to wait out outages."""
+    delete_give_up_seconds: float = 86400.0
+    """Age of a journalled delete after which the janitor gives up on it (dead-letter),
+    however its attempts went (once this process tried it 10 times: a remote cluster
+    gone for good is unreachable, which the attempt cap does not count)."""
+    request_header_timeout_seconds: float = 15.0
+    """A plugin API connection that has not sent a whole request line and headers this
+    long after it opened (or after its previous answer) is closed: half-sent requests
+    cannot hold connections."""
+    request_body_timeout_seconds: float = 60.0
+    """Time a client has to send a request body once its headers arrived; then 408."""
+    max_concurrent_requests: int = 512
+    """Plugin API requests handled at once; beyond, 503 with Retry-After at once."""
+    create_deadline_seconds: float = 100.0
+    """Longest a ``/create`` may take before it is abandoned (504) and what it wrote is
+    removed. Below interLink's 120 s client timeout, so it hears our answer, not its
+    own timeout, and nothing is left that it does not know about."""
     delete_tombstone_seconds: float
     """How long a deleted pod uid is remembered (in memory and in the journal) so that a
     ``/create`` of it arriving late (interLink sends create and delete from goroutines,
@@ -140,6 +168,11 @@ class K8sSettings:
     watch_inactivity_seconds: float = 70.0
     """A watch silent this long is dead. The API server sends a bookmark about every
     60 s and keeps events for about 75 s, so 70 s catches it while a resume still works."""
+    watch_stall_seconds: float = 300.0
+    """A watcher that made no progress (no event, bookmark or accepted stream) for this
+    long while the remote API server served reads fails ``/healthz`` (liveness): e.g.
+    its ``watch`` right is missing and it restarts for ever. More than
+    ``watch_inactivity_seconds``."""
     validation_version: str = ""
     """Kubernetes version whose schema validates translated objects (e.g. ``1.35``);
     empty: the remote API server's own version."""
@@ -168,6 +201,15 @@ class OffloadingSettings:
     orphan_policy: str = "report"
     """``report`` orphaned remote pods (``/orphans``, a metric, a log line) or also
     ``delete`` them, with all their objects, one sweep after they were first reported."""
+    namespace_deny: tuple[str, ...] = DEFAULT_NAMESPACE_DENY
+    """Remote namespaces no pod is written to (names, or prefixes ending in ``*``): the
+    plugin API has no authentication, so whoever reaches it could otherwise place pods
+    in the remote cluster's system namespaces (``sidecar.offload.namespace_guard``)."""
+    namespace_allow: tuple[str, ...] = ()
+    """When not empty, the only remote namespaces pods are written to (same patterns)."""
+    own_namespace: str = ""
+    """The sidecar's own (local) namespace, from ``$POD_NAMESPACE`` (the chart sets it
+    from the downward API); denied as a remote namespace too. Empty: not known."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +316,16 @@ def _seconds_at_least(minimum: float) -> Callable[[str], float]:
         value = _positive_float(raw)
         if value < minimum:
             raise ValueError(f"expected at least {minimum:g} seconds, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _seconds_below(limit: float, why: str) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = _positive_float(raw)
+        if value >= limit:
+            raise ValueError(f"expected less than {limit:g} seconds ({why}), got {raw!r}")
         return value
 
     return parse
@@ -434,6 +486,31 @@ def _namespace_prefix(raw: str) -> str:
     return prefix
 
 
+def _namespace_patterns(raw: str) -> tuple[str, ...]:
+    patterns = _string_list(raw)
+    for pattern in patterns:
+        name, wildcard = (pattern[:-1], True) if pattern.endswith("*") else (pattern, False)
+        valid = (
+            re.fullmatch(r"([a-z0-9][-a-z0-9]*)?", name) is not None
+            if wildcard
+            else _DNS_LABEL.match(name) is not None
+        )
+        if not valid or len(pattern) > 63:
+            raise ValueError(
+                f"{pattern!r} is neither a namespace name nor a prefix ending in * "
+                '(e.g. "kube-system", "kube-*")'
+            )
+    return patterns
+
+
+def _own_namespace(environ: Mapping[str, str], problems: list[str]) -> str:
+    namespace = environ.get(OWN_NAMESPACE_ENV, "").strip()
+    if namespace and (len(namespace) > 63 or not _DNS_LABEL.match(namespace)):
+        problems.append(f"${OWN_NAMESPACE_ENV}: {namespace!r} is not a namespace name")
+        return ""
+    return namespace
+
+
 def _octal_mode(raw: str) -> int:
     try:
         mode = int(raw.strip(), 8)
@@ -499,6 +576,17 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "state_dir": _Key(_text, "/var/lib/interlink-k8s-sidecar"),
         "janitor_max_backoff_seconds": _Key(_positive_float, "60"),
         "delete_tombstone_seconds": _Key(_positive_float, "3600"),
+        "janitor_max_attempts": _Key(_integer(1, 1_000_000), "100"),
+        "delete_give_up_seconds": _Key(_positive_float, "86400"),
+        "request_header_timeout_seconds": _Key(_positive_float, "15"),
+        "request_body_timeout_seconds": _Key(_positive_float, "60"),
+        "max_concurrent_requests": _Key(_integer(1, 100_000), "512"),
+        "create_deadline_seconds": _Key(
+            # interLink's client waits 120 s for an answer's headers (ResponseHeaderTimeout
+            # in cmd/interlink/main.go): past it, it gives up and never deletes the pod.
+            _seconds_below(120, "interLink gives up on a call after 120 s"),
+            "100",
+        ),
     },
     "log": {
         "level": _Key(_log_level, "INFO"),
@@ -514,6 +602,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "validation_version": _Key(_k8s_version, ""),
         "watch_timeout_seconds": _Key(_integer(1, 3600), "300"),
         "watch_inactivity_seconds": _Key(_positive_float, "70"),
+        "watch_stall_seconds": _Key(_positive_float, "300"),
         "local_kubeconfig_path": _Key(_text, ""),
     },
     "offloading": {
@@ -526,6 +615,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         # from silence.
         "orphan_after_seconds": _Key(_seconds_at_least(10), "600"),
         "orphan_policy": _Key(_choice("report", "delete"), "report"),
+        "namespace_deny": _Key(_namespace_patterns, json.dumps(list(DEFAULT_NAMESPACE_DENY))),
+        "namespace_allow": _Key(_namespace_patterns, ""),
     },
     "mesh": {
         "init_container": _Key(_boolean, "true"),
@@ -636,6 +727,8 @@ def load(
                 problems.append(f"{section}.{key}{where}: {exc}")
 
     listen = _listen_addresses(parsed["app"], problems)
+    _check_watch_stall(parsed["k8s"], problems)
+    own_namespace = _own_namespace(environ, problems)
     tunnel = parsed["tcp_tunnel"]
     if tunnel.get("enabled"):
         if not tunnel.get("gateway_host"):
@@ -667,12 +760,18 @@ def load(
             state_dir=app["state_dir"],
             janitor_max_backoff_seconds=app["janitor_max_backoff_seconds"],
             delete_tombstone_seconds=app["delete_tombstone_seconds"],
+            janitor_max_attempts=app["janitor_max_attempts"],
+            delete_give_up_seconds=app["delete_give_up_seconds"],
+            request_header_timeout_seconds=app["request_header_timeout_seconds"],
+            request_body_timeout_seconds=app["request_body_timeout_seconds"],
+            max_concurrent_requests=app["max_concurrent_requests"],
+            create_deadline_seconds=app["create_deadline_seconds"],
         ),
         log=LogSettings(
             level=parsed["log"]["level"], requests_enabled=parsed["log"]["requests_enabled"]
         ),
         k8s=K8sSettings(**parsed["k8s"]),
-        offloading=OffloadingSettings(**parsed["offloading"]),
+        offloading=OffloadingSettings(**parsed["offloading"], own_namespace=own_namespace),
         mesh=MeshSettings(**parsed["mesh"]),
         tcp_tunnel=TcpTunnelSettings(
             **{k: v for k, v in tunnel.items() if not _SCHEMA["tcp_tunnel"][k].ignored}
@@ -680,6 +779,16 @@ def load(
         source=str(file_path) if file_path else "(no file: environment and defaults)",
         ignored_keys=tuple(ignored),
     )
+
+
+def _check_watch_stall(k8s: dict[str, Any], problems: list[str]) -> None:
+    """A healthy idle watch shows progress only every bookmark or inactivity timeout."""
+    stall, inactivity = k8s.get("watch_stall_seconds"), k8s.get("watch_inactivity_seconds")
+    if stall is not None and inactivity is not None and stall <= inactivity:
+        problems.append(
+            f"k8s.watch_stall_seconds: must be more than k8s.watch_inactivity_seconds "
+            f"({inactivity:g}), got {stall:g}"
+        )
 
 
 def _listen_addresses(app: dict[str, Any], problems: list[str]) -> tuple[ListenAddress, ...]:

@@ -66,6 +66,11 @@ app.kubernetes.io/component: interlink-plugin
 {{- .Values.ssh.existingSecret | default (printf "%s-ssh" (include "sidecar.fullname" .)) }}
 {{- end }}
 
+{{/* The claim of app.state_dir: the user's, or the chart's own. */}}
+{{- define "sidecar.stateClaimName" -}}
+{{- .Values.state.existingClaim | default (printf "%s-state" (include "sidecar.fullname" .)) }}
+{{- end }}
+
 {{/* "true" when a config.ini boolean in values is on (true, "true", 1, "yes", "on"). */}}
 {{- define "sidecar.truthy" -}}
 {{- if has (toString . | lower | trim) (list "true" "1" "yes" "on") }}true{{ end }}
@@ -84,6 +89,9 @@ app.kubernetes.io/component: interlink-plugin
 {{- if not (has .Values.mode (list "deployment" "sidecar")) }}
 {{- fail (printf "mode: expected deployment or sidecar, got %v" .Values.mode) }}
 {{- end }}
+{{- if and .Values.state.existingClaim (not .Values.state.persistent) }}
+{{- fail "state: existingClaim is set but persistent is false; set one or the other" }}
+{{- end }}
 {{- if and .Values.remoteKubeconfig.kubeconfig .Values.remoteKubeconfig.existingSecret }}
 {{- fail "remoteKubeconfig: set kubeconfig or existingSecret, not both" }}
 {{- end }}
@@ -100,10 +108,10 @@ config.ini. Every key the sidecar accepts, by section (sidecar/settings.py; the 
 tests compare the two), and the keys the chart sets itself or refuses.
 */}}
 {{- define "sidecar.knownKeys" -}}
-app: [name, description, version, api_versions, api_docs_path, socket_address, socket_port, socket_mode, ops_address, ops_port, shutdown_timeout_seconds, state_dir, janitor_max_backoff_seconds, delete_tombstone_seconds]
+app: [name, description, version, api_versions, api_docs_path, socket_address, socket_port, socket_mode, ops_address, ops_port, shutdown_timeout_seconds, state_dir, janitor_max_backoff_seconds, delete_tombstone_seconds, janitor_max_attempts, delete_give_up_seconds, request_header_timeout_seconds, request_body_timeout_seconds, max_concurrent_requests, create_deadline_seconds]
 log: [level, dir, rich_enabled, requests_enabled]
-k8s: [kubeconfig_path, kubeconfig, client_configuration, request_timeout_seconds, validation_version, watch_timeout_seconds, watch_inactivity_seconds, local_kubeconfig_path]
-offloading: [namespace_prefix, namespace_prefix_exclusions, node_selector, node_tolerations, capacity, orphan_after_seconds, orphan_policy]
+k8s: [kubeconfig_path, kubeconfig, client_configuration, request_timeout_seconds, validation_version, watch_timeout_seconds, watch_inactivity_seconds, watch_stall_seconds, local_kubeconfig_path]
+offloading: [namespace_prefix, namespace_prefix_exclusions, node_selector, node_tolerations, capacity, orphan_after_seconds, orphan_policy, namespace_deny, namespace_allow]
 mesh: [init_container, startup_probe, slurm_setup_script, image, packages]
 tcp_tunnel: [enabled, bastion_namespace, bastion_chart_path, gateway_host, gateway_port, gateway_ssh_private_key, user, private_key_file, known_hosts_file, insecure_skip_host_key_check, bind_address, dial_mode, port_policy, port_range, keepalive_interval_seconds, keepalive_count, reconnect_max_backoff_seconds, ciphers, pods]
 {{- end }}

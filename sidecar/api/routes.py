@@ -22,17 +22,18 @@ import aiohttp
 from aiohttp import web
 
 from metrics import Metrics
-from sidecar.api import wire
+from sidecar.api import limits, wire
+from sidecar.offload.journal import DeleteNotRecorded
 from sidecar.offload.service import CreateFailed, DeletedFirst, Offloader
 from sidecar.offload.translate import remote_namespace_for
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
-from sidecar.remote.health import RemoteHealth
+from sidecar.remote.health import RemoteHealth, create_refusal
 from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
 from sidecar.status.absence import why_absent
 from sidecar.status.asked import note_logs, note_status
-from sidecar.status.cache import StatusCache
+from sidecar.status.cache import StatusCache, owner_of
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ HEALTH_KEY = web.AppKey("health", RemoteHealth)
 OFFLOADING_KEY = web.AppKey("offloading", OffloadingSettings)
 CACHE_KEY = web.AppKey("cache", StatusCache)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 
 # How often a following log stream checks whether its client went away (aiohttp does not
 # cancel handlers on disconnect, and a quiet log gives no write to fail on).
@@ -50,6 +52,15 @@ HEADER_GRACE_SECONDS = 1.0
 
 # interLink sends whole pods with their ConfigMaps and Secrets (1 MiB each at most).
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# Longest error line: interLink copies it into the pod's status message.
+MAX_ERROR_CHARS = 1024
+# nginx's code for "the client closed the connection before the answer": counted in
+# sidecar_api_requests_total, never sent (nobody is left to read it).
+CLIENT_GONE = 499
+
+
+class ClientGone(Exception):
+    """The client went away while its request body was being read: not an error."""
 
 
 def json_response(value: Any, status: int = 200) -> web.Response:
@@ -57,12 +68,35 @@ def json_response(value: Any, status: int = 200) -> web.Response:
 
 
 def error_response(status: int, message: str) -> web.Response:
-    """Errors are plain text: interLink copies the body into the pod's status message."""
-    return web.Response(text=message + "\n", status=status, content_type="text/plain")
+    """Errors are one line of plain text: interLink copies the body into the pod's status
+    message. Line breaks are folded, the length capped, and characters UTF-8 cannot carry
+    (lone surrogates a JSON body can smuggle in) escaped."""
+    line = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[: MAX_ERROR_CHARS - 3] + "..."
+    return web.Response(text=line + "\n", status=status, content_type="text/plain")
 
 
 async def _body(request: web.Request) -> Any:
-    return wire.decode_json(await request.read())
+    """The request body as JSON. Too big: 413 before reading it (Content-Length is
+    always set by interLink); cut short by a client that left: ClientGone."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise wire.WireError(
+            413,
+            f"request body of {request.content_length} bytes is over the limit of "
+            f"{MAX_BODY_BYTES} bytes",
+        )
+    try:
+        raw = await limits.read_body(request, request.app[BODY_TIMEOUT_KEY])
+    except web.HTTPRequestEntityTooLarge:
+        raise wire.WireError(
+            413, f"request body is over the limit of {MAX_BODY_BYTES} bytes"
+        ) from None
+    except (ConnectionResetError, aiohttp.ClientPayloadError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise ClientGone(str(exc)) from None
+        raise wire.WireError(400, f"request body could not be read: {exc}") from None
+    return wire.decode_json(raw)
 
 
 def _remote_namespace(request: web.Request, namespace: str) -> str:
@@ -72,6 +106,8 @@ def _remote_namespace(request: web.Request, namespace: str) -> str:
 async def create(request: web.Request) -> web.Response:
     """``RetrievedPodData`` in, ``{"PodUID", "PodJID"}`` out (PodJID: the remote pod uid)."""
     req = wire.parse_create(await _body(request))
+    if (refusal := create_refusal(request.app[HEALTH_KEY])) is not None:
+        return error_response(503, refusal)  # the remote cannot serve: fail fast, not in 30 s
     try:
         jid = await request.app[OFFLOADER_KEY].create(req)
     except CreateFailed as exc:
@@ -85,10 +121,15 @@ async def create(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """A v1.Pod in; its remote objects are deleted by label, now or by the janitor.
 
-    Always 200 once the delete is journalled: interLink never retries a delete.
+    200 once the delete is done or journalled: interLink never retries a delete. 503
+    when it is neither (the journal cannot be written and the remote delete did not
+    finish at once): honest, and logged on interLink's side.
     """
     ref = wire.pod_ref(await _body(request))
-    done = await request.app[OFFLOADER_KEY].delete(ref)
+    try:
+        done = await request.app[OFFLOADER_KEY].delete(ref)
+    except DeleteNotRecorded as exc:  # not finished and not journalled: no promise
+        return error_response(exc.status, exc.message)
     if done:
         return json_response(f"Pod '{ref.uid}' deleted")
     return json_response(f"Pod '{ref.uid}' delete accepted; finishing in the background")
@@ -98,6 +139,8 @@ async def status(request: web.Request) -> web.Response:
     """A list of v1.Pod in, one ``PodStatus`` per pod out, from the status cache only;
     ``[]`` is the ping."""
     pods = wire.parse_pod_list(await _body(request))
+    for index, pod in enumerate(pods):
+        mapping.check_local(pod, f"[{index}]")  # a wrong type is a 422 before anything
     note_status(request.app, pods)  # interLink still asks: evidence for the orphan sweep
     health = request.app[HEALTH_KEY]
     if not pods:
@@ -112,9 +155,9 @@ async def status(request: web.Request) -> web.Response:
         return error_response(503, cache.describe_unconfirmed())
     offloader = request.app[OFFLOADER_KEY]
     statuses = []
-    for pod in pods:
-        ref = wire.pod_ref(pod)
-        remote = cache.get(ref.uid)
+    for index, pod in enumerate(pods):
+        ref = wire.pod_ref(pod, f"[{index}]")
+        remote = cache.get_for(ref)
         absence = None
         if remote is None:
             vanished = cache.vanished(ref.uid)
@@ -130,9 +173,17 @@ async def status(request: web.Request) -> web.Response:
                 remote,
                 remote_location=f"namespace {_remote_namespace(request, ref.namespace)}",
                 absence=absence,
+                where=f"[{index}]",
             )
         )
     return json_response(statuses)
+
+
+def _no_content(exc: RemoteError) -> bool:
+    """204 No Content: the remote API server's log answer for a pod that has no node
+    yet (nothing to stream). Not a failure: an empty log, as for a container that has
+    written nothing."""
+    return exc.status == 204
 
 
 async def _client_gone(request: web.Request) -> None:
@@ -152,7 +203,9 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     note_logs(request.app, req.ref.uid)  # the local pod exists: evidence for the orphan sweep
     remote = request.app[REMOTE_KEY]
     namespace = _remote_namespace(request, req.ref.namespace)
-    pod = request.app[CACHE_KEY].get(req.ref.uid) or await remote.find_pod(namespace, req.ref.uid)
+    pod = request.app[CACHE_KEY].get_for(req.ref) or await remote.find_pod(namespace, req.ref.uid)
+    if pod is not None and owner_of(pod) not in (None, (req.ref.namespace, req.ref.name)):
+        pod = None  # the uid belongs to another local pod: not this caller's logs
     if pod is None:
         return error_response(
             404,
@@ -176,7 +229,12 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     # then an error can still be a proper status code.
     done, _ = await asyncio.wait([opening], timeout=HEADER_GRACE_SECONDS)
     if done:
-        opening.result()  # raises RemoteError: a 404/502 answer via the middleware
+        try:
+            opening.result()  # raises RemoteError: a 4xx/5xx answer via the middleware
+        except RemoteError as exc:
+            if not _no_content(exc):
+                raise
+            return web.Response(status=200, content_type="text/plain")
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     metrics = request.app[METRICS_KEY]
@@ -207,7 +265,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     if watcher in finished or isinstance(error, ConnectionResetError):
         logger.debug("log stream of %s/%s ended: the client left", req.ref.namespace, req.ref.name)
         return response
-    if isinstance(error, RemoteError):
+    if isinstance(error, RemoteError) and not _no_content(error):
         await response.write(f"error: {error}\n".encode())
     elif error is not None and not isinstance(error, aiohttp.ClientError):
         raise error

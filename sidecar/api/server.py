@@ -1,4 +1,15 @@
-"""The plugin API aiohttp application: routes, error mapping and per-request metrics."""
+"""The plugin API aiohttp application: routes, error mapping and per-request metrics.
+
+Error mapping (every answer but 200 is one line of text naming the problem):
+
+* ``WireError``: the request was wrong (400 not JSON or too deep, 413 too big, 422 a
+  field), raised before anything is journalled or sent;
+* ``RemoteError``: a remote 400/422 refused a value of the request (the caller's
+  mistake, which only the remote API server could judge: 422 with its message); a
+  remote 404: 404; no answer: 503; anything else: 502;
+* a client gone while its body was read: counted as 499, logged at DEBUG, no answer;
+* anything else is a bug: 500 with a generic line, the traceback in the log.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from metrics import Metrics
-from sidecar.api import routes
+from sidecar.api import limits, routes
 from sidecar.api.wire import WireError
 from sidecar.offload.service import Offloader
 from sidecar.remote.cluster import RemoteCluster
@@ -29,6 +40,20 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _remote_code(exc: RemoteError) -> int:
+    """Our answer for a remote failure. 400 (BadRequest) and 422 (Invalid) mean the
+    remote API server understood the request and refused its content: a value from the
+    caller (a label selector, a log option) it could not accept, so the caller's
+    mistake (422), never retried. 404: what the request names is not there. 0: no
+    answer (503); any other status (401/403 credentials, 409, 429, 5xx): the remote
+    side failed (502)."""
+    if exc.status in (400, 422):
+        return 422
+    if exc.status == 404:
+        return 404
+    return 503 if exc.status == 0 else 502
+
+
 def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -38,13 +63,23 @@ def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
             response = await handler(request)
         except WireError as exc:
             response = routes.error_response(exc.status, exc.message)
+        except routes.ClientGone as exc:
+            logger.debug(
+                "%s %s: the client left mid-request: %s", request.method, request.path, exc
+            )
+            response = web.Response(status=routes.CLIENT_GONE, reason="Client Closed Request")
         except RemoteError as exc:
-            # 0: no answer at all; anything else: the remote server said no.
-            code = 503 if exc.status == 0 else 502
-            response = routes.error_response(code, f"remote API server: {exc}")
+            code = _remote_code(exc)
+            if code == 422:
+                response = routes.error_response(code, f"remote API server refused it: {exc}")
+            else:
+                response = routes.error_response(code, f"remote API server: {exc}")
             logger.warning("%s %s failed: %s", request.method, request.path, exc)
         except web.HTTPException as exc:
-            response = routes.error_response(exc.status, exc.reason)
+            # A text of its own (not aiohttp's "<status>: <reason>") says more.
+            text = exc.text or ""
+            own = text.strip() and text.strip() != f"{exc.status}: {exc.reason}"
+            response = routes.error_response(exc.status, text if own else exc.reason)
         except Exception:
             logger.exception("%s %s: unexpected error", request.method, request.path)
             response = routes.error_response(500, "internal error in the plugin (see its log)")
@@ -75,11 +110,18 @@ def make_plugin_app(
     offloading: OffloadingSettings,
     metrics: Metrics,
     log_requests: bool,
+    max_concurrent_requests: int = 512,
+    body_timeout: float = 60.0,
 ) -> web.Application:
     app = web.Application(
         client_max_size=routes.MAX_BODY_BYTES,
-        middlewares=[_error_middleware(metrics, log_requests=log_requests)],
+        # The limit inside the error middleware: its 503 is counted like any answer.
+        middlewares=[
+            _error_middleware(metrics, log_requests=log_requests),
+            limits.concurrency_limit(max_concurrent_requests, metrics.api_in_flight),
+        ],
     )
+    app[routes.BODY_TIMEOUT_KEY] = body_timeout
     app[routes.REMOTE_KEY] = remote
     app[routes.OFFLOADER_KEY] = offloader
     app[routes.CACHE_KEY] = cache

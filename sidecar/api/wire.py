@@ -4,28 +4,49 @@ The wire contract is interLink's Go code (see shared/reference/interlink-plugin-
 JSON names are exact (``PodUID``, ``Opts.Bytes``), Go serialises nil slices as ``null``,
 and GET requests carry a JSON body. Pods stay raw dicts: translation works on the JSON the
 virtual kubelet sent so no field is lost to a narrow model.
+
+Everything a request names is checked here, before anything is journalled or sent: the
+body's size is bounded by the routes, its nesting here (``MAX_DEPTH``), the type of each
+field read by ``sidecar.api.shape``, identifiers against Kubernetes' own rules by
+``sidecar.api.rules``, log options against the ranges the remote API server accepts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-JsonObject = dict[str, Any]
+from sidecar.api import rules
+
+# Re-exported: the rest of the sidecar imports these two from here.
+from sidecar.api.shape import JsonObject as JsonObject
+from sidecar.api.shape import WireError as WireError
+from sidecar.api.shape import (
+    as_object,
+    bool_at,
+    int_at,
+    kind_of,
+    objects_at,
+    preview,
+    string_at,
+)
 
 # Go's zero time.Time, which interLink sends for "SinceTime not set".
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+MAX_DEPTH = 64
+"""Deepest JSON nesting accepted. A RetrievedPodData is about 12 levels deep (Kubernetes
+objects have no recursive fields); json.loads and every later copy recurse once per
+level, so a body nested 1,000 deep must be refused before it reaches them."""
 
-class WireError(Exception):
-    """A request body interLink (or a person with curl) got wrong. Becomes a 4xx answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
+# Log option bounds. The remote API server takes int64 values; SinceSeconds becomes a
+# Go time.Duration (int64 nanoseconds) in the kubelet, which overflows beyond this.
+MAX_INT64 = 2**63 - 1
+MAX_SINCE_SECONDS = MAX_INT64 // 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,48 +84,63 @@ class LogRequest:
     options: LogOptions
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: Go's decoder refuses it as out of range
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` objects/lists; iterative, no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
 def decode_json(raw: bytes) -> Any:
+    """The body as JSON: 400 naming the problem for an empty body, invalid JSON (also
+    ``NaN``/``Infinity``, which are not JSON), or nesting deeper than ``MAX_DEPTH``."""
     if not raw.strip():
         raise WireError(400, "request body is empty: expected JSON")
+    too_deep = WireError(400, f"request body nests deeper than {MAX_DEPTH} levels: refused")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(400, f"request body is not valid JSON: {exc}") from None
-
-
-def _object(value: Any, where: str) -> JsonObject:
-    if not isinstance(value, dict):
-        raise WireError(422, f"{where}: expected a JSON object, got {_kind(value)}")
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        # The C decoder recurses once per level and stops at the interpreter's limit.
+        raise too_deep from None
+    except ValueError as exc:
+        # JSONDecodeError, UnicodeDecodeError, and int() refusing over 4300 digits.
+        raise WireError(400, f"request body is not valid JSON: {_one_line(exc)}") from None
+    if isinstance(value, dict | list) and _too_deep(value, MAX_DEPTH):
+        raise too_deep
     return value
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
-
-
-def _string(obj: JsonObject, key: str, where: str, *, required: bool = True) -> str:
-    value = obj.get(key)
-    if value is None or value == "":
-        if required:
-            raise WireError(422, f"{where}.{key}: required")
-        return ""
-    if not isinstance(value, str):
-        raise WireError(422, f"{where}.{key}: expected a string, got {_kind(value)}")
-    return value
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def pod_ref(pod: Any, where: str = "pod") -> PodRef:
-    """The uid, name and namespace of a v1.Pod body; each is required."""
-    pod = _object(pod, where)
-    meta = _object(pod.get("metadata"), f"{where}.metadata")
+    """The uid, name and namespace of a v1.Pod body; each is required and must follow
+    Kubernetes' rules (checked before anything is journalled or sent)."""
+    meta = as_object(as_object(pod, where).get("metadata"), f"{where}.metadata")
+    path = f"{where}.metadata"
     return PodRef(
-        uid=_string(meta, "uid", f"{where}.metadata"),
-        name=_string(meta, "name", f"{where}.metadata"),
-        namespace=_string(meta, "namespace", f"{where}.metadata"),
+        uid=rules.check_uid(string_at(meta, "uid", path, required=True), f"{path}.uid"),
+        name=rules.check_pod_name(string_at(meta, "name", path, required=True), f"{path}.name"),
+        namespace=rules.check_namespace(
+            string_at(meta, "namespace", path, required=True), f"{path}.namespace"
+        ),
     )
 
 
@@ -114,26 +150,19 @@ def parse_create(body: Any) -> CreateRequest:
         if len(body) != 1:
             raise WireError(422, f"body: expected one RetrievedPodData, got a list of {len(body)}")
         body = body[0]
-    data = _object(body, "body")
-    pod = _object(data.get("pod"), "pod")
+    data = as_object(body, "body")
+    pod = as_object(data.get("pod"), "pod")
     ref = pod_ref(pod)
-    spec = _object(pod.get("spec"), "pod.spec")
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
+    spec = as_object(pod.get("spec"), "pod.spec")
+    containers = list(objects_at(spec, "containers", "pod.spec"))
+    if not containers:
         raise WireError(422, "pod.spec.containers: at least one container is required")
-    for index, container in enumerate(containers):
-        _string(
-            _object(container, f"pod.spec.containers[{index}]"),
-            "name",
-            f"pod.spec.containers[{index}]",
-        )
-    retrieved = data.get("container") or []
-    if not isinstance(retrieved, list):
-        raise WireError(422, f"container: expected a list, got {_kind(retrieved)}")
+    for path, container in containers:
+        string_at(container, "name", path, required=True)
     return CreateRequest(
         pod=pod,
         ref=ref,
-        containers=[_object(c, f"container[{i}]") for i, c in enumerate(retrieved)],
+        containers=[entry for _, entry in objects_at(data, "container", "")],
     )
 
 
@@ -142,25 +171,11 @@ def parse_pod_list(body: Any) -> list[JsonObject]:
     if body is None:
         return []
     if not isinstance(body, list):
-        raise WireError(422, f"body: expected a JSON list of pods, got {_kind(body)}")
-    pods = [_object(p, f"[{i}]") for i, p in enumerate(body)]
+        raise WireError(422, f"body: expected a JSON list of pods, got {kind_of(body)}")
+    pods = [as_object(p, f"[{i}]") for i, p in enumerate(body)]
     for index, pod in enumerate(pods):
         pod_ref(pod, f"[{index}]")
     return pods
-
-
-def _int(opts: JsonObject, key: str) -> int:
-    value = opts.get(key) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise WireError(422, f"Opts.{key}: expected a non-negative integer, got {value!r}")
-    return value
-
-
-def _bool(opts: JsonObject, key: str) -> bool:
-    value = opts.get(key) or False
-    if not isinstance(value, bool):
-        raise WireError(422, f"Opts.{key}: expected true or false, got {value!r}")
-    return value
 
 
 def _since_time(opts: JsonObject) -> datetime | None:
@@ -168,34 +183,49 @@ def _since_time(opts: JsonObject) -> datetime | None:
     if raw in (None, "", _GO_ZERO_TIME):
         return None
     if not isinstance(raw, str):
-        raise WireError(422, f"Opts.SinceTime: expected an RFC 3339 string, got {raw!r}")
+        raise WireError(422, f"Opts.SinceTime: expected an RFC 3339 string, got {kind_of(raw)}")
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
-        raise WireError(422, f"Opts.SinceTime: not an RFC 3339 time: {raw!r}") from None
+        raise WireError(422, f"Opts.SinceTime: not an RFC 3339 time: {preview(raw)}") from None
     if parsed.year <= 1:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return None  # Go's zero time in another spelling
+    try:
+        # In UTC now: a time at the edge of the calendar with an offset leaves it.
+        moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise WireError(
+            422, f"Opts.SinceTime: {preview(raw)} is outside the years 1 to 9999 in UTC"
+        ) from None
+    # No container log line is older than the Unix epoch: an earlier time selects the
+    # same lines, and years before 1000 are not four digits in every formatter.
+    return max(moment, _EPOCH)
 
 
 def parse_log_request(body: Any) -> LogRequest:
     """``LogStruct``: ``Namespace``, ``PodUID``, ``PodName``, ``ContainerName``, ``Opts``."""
-    data = _object(body, "body")
+    data = as_object(body, "body")
     ref = PodRef(
-        uid=_string(data, "PodUID", "body"),
-        name=_string(data, "PodName", "body"),
-        namespace=_string(data, "Namespace", "body"),
+        uid=rules.check_uid(string_at(data, "PodUID", "body", required=True), "body.PodUID"),
+        name=rules.check_pod_name(
+            string_at(data, "PodName", "body", required=True), "body.PodName"
+        ),
+        namespace=rules.check_namespace(
+            string_at(data, "Namespace", "body", required=True), "body.Namespace"
+        ),
     )
-    opts = _object(data.get("Opts") or {}, "Opts")
+    container = string_at(data, "ContainerName", "body")
+    if container:
+        rules.check_container_name(container, "body.ContainerName")
+    opts = data.get("Opts")
+    opts = {} if opts is None else as_object(opts, "Opts")
     options = LogOptions(
-        tail=_int(opts, "Tail"),
-        limit_bytes=_int(opts, "Bytes"),
-        timestamps=_bool(opts, "Timestamps"),
-        follow=_bool(opts, "Follow"),
-        previous=_bool(opts, "Previous"),
-        since_seconds=_int(opts, "SinceSeconds"),
+        tail=int_at(opts, "Tail", "Opts"),
+        limit_bytes=int_at(opts, "Bytes", "Opts"),
+        timestamps=bool_at(opts, "Timestamps", "Opts"),
+        follow=bool_at(opts, "Follow", "Opts"),
+        previous=bool_at(opts, "Previous", "Opts"),
+        since_seconds=int_at(opts, "SinceSeconds", "Opts", maximum=MAX_SINCE_SECONDS),
         since_time=_since_time(opts),
     )
-    return LogRequest(
-        ref=ref, container=_string(data, "ContainerName", "body", required=False), options=options
-    )
+    return LogRequest(ref=ref, container=container, options=options)

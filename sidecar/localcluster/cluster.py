@@ -208,21 +208,39 @@ class LocalCluster:
         for _name, process, _ in entries:
             self._terminate(process)
 
-    def stop_apiserver(self) -> None:
-        """Stop kube-apiserver only (a remote control-plane outage, for tests)."""
+    def _stop_one(self, name: str) -> None:
         for entry in list(self._processes):
-            if entry[0] == "kube-apiserver":
+            if entry[0] == name:
                 self._terminate(entry[1])
                 self._processes.remove(entry)
 
-    def start_apiserver(self, *, timeout: float = 60) -> None:
-        """Start kube-apiserver again, same port and flags; returns once it is ready."""
-        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+    def _start_again(self, name: str, *, timeout: float) -> None:
+        """Start ``name`` again with its first argv; returns once the API server's
+        /readyz (which checks etcd too) says ok."""
+        self._spawn(name, self._argv[name])
         self._wait(
             "kube-apiserver /readyz",
             lambda: self.request("GET", "/readyz") == "ok",
             deadline=time.monotonic() + timeout,
         )
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only (a remote control-plane outage, for tests)."""
+        self._stop_one("kube-apiserver")
+
+    def start_apiserver(self, *, timeout: float = 60) -> None:
+        """Start kube-apiserver again, same port and flags; returns once it is ready."""
+        self._start_again("kube-apiserver", timeout=timeout)
+
+    def stop_etcd(self) -> None:
+        """Stop etcd only: the API server keeps answering what needs no storage
+        (``/version``, discovery, its own health endpoints) and fails or times out on
+        reads and writes of objects (a remote storage outage, for tests)."""
+        self._stop_one("etcd")
+
+    def start_etcd(self, *, timeout: float = 60) -> None:
+        """Start etcd again, same ports and data; returns once the API server is ready."""
+        self._start_again("etcd", timeout=timeout)
 
     # --- API access (sync, for set-up only) ---------------------------------------------
 
@@ -338,8 +356,8 @@ class LocalCluster:
                 *self._apiserver_flags,
             ],
         )
-        self._write_kubeconfig(self.kubeconfig, "admin", creds.admin_token)
-        self._write_kubeconfig(self.sidecar_kubeconfig, "sidecar", creds.sidecar_token)
+        self.write_kubeconfig(self.kubeconfig, "admin", creds.admin_token)
+        self.write_kubeconfig(self.sidecar_kubeconfig, "sidecar", creds.sidecar_token)
         self._wait(
             "kube-apiserver /readyz",
             lambda: self.request("GET", "/readyz") == "ok",
@@ -439,7 +457,8 @@ class LocalCluster:
             "status": {"allocatable": resources, "capacity": resources},
         }
 
-    def _write_kubeconfig(self, path: Path, user: str, token: str) -> None:
+    def write_kubeconfig(self, path: Path, user: str, token: str) -> None:
+        """A kubeconfig at ``path`` for this cluster with bearer ``token`` (user ``user``)."""
         # JSON is YAML: every kubeconfig loader reads it.
         config = {
             "apiVersion": "v1",
@@ -517,7 +536,7 @@ class LocalCluster:
                 functools.partial(self._allowed, token, attributes),
                 deadline=deadline,
             )
-        self._write_kubeconfig(self.sidecar_kubeconfig, name, token)
+        self.write_kubeconfig(self.sidecar_kubeconfig, name, token)
         self.sidecar_token = token
         self.sidecar_user = f"system:serviceaccount:{namespace}:{name}"
 

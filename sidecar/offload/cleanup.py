@@ -4,7 +4,8 @@ Idempotent and safe to repeat: each call deletes what is still there and reports
 the pod's objects are all gone. Pods terminate gracefully, so the first call after a
 delete usually finds them still Terminating; the janitor calls again later.
 
-PVCs: only ones the sidecar created (annotation ``interlink.io/created-by``) whose
+PVCs: only ones the sidecar created (annotation ``interlink.io/created-by``; never a
+PVC the sidecar did not create) whose
 ``interlink.io/pvc-retention-policy`` is ``delete`` and that no remaining pod uses; a PVC
 created for another pod of ours is left alone while that pod exists (or for its first
 minute, while its pod may still be being created). A retained PVC loses its pod-uid
@@ -71,14 +72,20 @@ class Cleaner:
         return True
 
     async def _delete_unused_pvcs(self, namespace: str, pod_uid: str) -> None:
+        pvcs = await self._remote.list_objects("PersistentVolumeClaim", namespace)
+        ours = [
+            pvc
+            for pvc in pvcs
+            if (_meta(pvc).get("annotations") or {}).get(CREATED_BY_ANNOTATION) == CREATED_BY_VALUE
+        ]
+        if not ours:
+            return  # the common case: no pod list needed (it grows with the namespace)
         pods = await self._remote.list_objects("Pod", namespace)
         used = set().union(*(_claims(p) for p in pods)) if pods else set()
         owners = {_meta(p).get("labels", {}).get(naming.POD_UID_LABEL) for p in pods}
-        for pvc in await self._remote.list_objects("PersistentVolumeClaim", namespace):
+        for pvc in ours:
             meta = _meta(pvc)
             annotations = meta.get("annotations") or {}
-            if annotations.get(CREATED_BY_ANNOTATION) != CREATED_BY_VALUE:
-                continue  # never delete a PVC the sidecar did not create
             policy = {
                 p.strip() for p in str(annotations.get(PVC_RETENTION_ANNOTATION, "")).split(",")
             }
@@ -111,7 +118,9 @@ class Cleaner:
             return
         ours = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
         for kind in (*_KINDS_BY_UID, "PersistentVolumeClaim"):
-            if await self._remote.list_objects(kind, namespace, selector=ours):
+            # One object is enough to know the namespace is in use: reading all of them
+            # cost every delete as much as the namespace holds (and its memory).
+            if await self._remote.list_objects(kind, namespace, selector=ours, limit=1):
                 return
         # No await between this check and the call: a create cannot slip in between.
         if self._activity.count(namespace) > own_creates:

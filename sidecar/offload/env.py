@@ -18,9 +18,10 @@ volume-mounted ConfigMaps and Secrets, so:
 
 from __future__ import annotations
 
+from sidecar.api import shape
 from sidecar.api.wire import JsonObject, PodRef, WireError
 from sidecar.offload import naming
-from sidecar.offload.volumes import CONTAINER_LISTS, CopiedNames
+from sidecar.offload.volumes import CopiedNames, containers_of
 
 _LOCAL_FIELDS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
 
@@ -37,40 +38,40 @@ _REFERENCES = {
 def _rename_references(source: JsonObject, *, names: CopiedNames, where: str, pod: PodRef) -> None:
     """Rename the ConfigMap/Secret reference in ``source`` to its copy, or refuse it."""
     for field, kind in _REFERENCES.items():
-        ref = source.get(field)
-        if not isinstance(ref, dict):
+        ref = shape.object_at(source, field, where)
+        if ref is None:
             continue
+        ref_path = shape.child(where, field)
         copied = names.config_maps if kind == "ConfigMap" else names.secrets
-        name = ref.get("name", "")
+        name = shape.string_at(ref, "name", ref_path)
         if name in copied:
             ref["name"] = copied[name]
-        elif ref.get("optional"):
+        elif shape.bool_at(ref, "optional", ref_path):
             ref["name"] = naming.scoped_name(name, pod.uid)
         else:
             raise WireError(
                 422,
-                f"{where}.{field}: {kind} {name!r} cannot be resolved remotely (interLink "
-                "sends only volume-mounted objects; let the virtual kubelet resolve env, "
-                "or mark it optional)",
+                f"{ref_path}: {kind} {shape.preview(name)} cannot be resolved remotely "
+                "(interLink sends only volume-mounted objects; let the virtual kubelet "
+                "resolve env, or mark it optional)",
             )
 
 
 def translate_env(spec: JsonObject, *, names: CopiedNames, pod: PodRef) -> None:
     """Rewrite env and envFrom of every container of ``spec`` in place."""
-    for list_name in CONTAINER_LISTS:
-        for c_index, container in enumerate(spec.get(list_name) or []):
-            base = f"pod.spec.{list_name}[{c_index}]"
-            for e_index, var in enumerate(container.get("env") or []):
-                source = var.get("valueFrom")
-                if not isinstance(source, dict):
-                    continue
-                field_ref = source.get("fieldRef")
-                if isinstance(field_ref, dict) and field_ref.get("fieldPath") in _LOCAL_FIELDS:
+    for base, container in containers_of(spec):
+        for var_path, var in shape.objects_at(container, "env", base):
+            source = shape.object_at(var, "valueFrom", var_path)
+            if source is None:
+                continue
+            source_path = shape.child(var_path, "valueFrom")
+            field_ref = shape.object_at(source, "fieldRef", source_path)
+            if field_ref is not None:
+                field_path = shape.string_at(field_ref, "fieldPath", f"{source_path}.fieldRef")
+                if field_path in _LOCAL_FIELDS:
                     var.pop("valueFrom")
-                    var["value"] = getattr(pod, _LOCAL_FIELDS[field_ref["fieldPath"]])
+                    var["value"] = getattr(pod, _LOCAL_FIELDS[field_path])
                     continue
-                _rename_references(
-                    source, names=names, where=f"{base}.env[{e_index}].valueFrom", pod=pod
-                )
-            for f_index, source in enumerate(container.get("envFrom") or []):
-                _rename_references(source, names=names, where=f"{base}.envFrom[{f_index}]", pod=pod)
+            _rename_references(source, names=names, where=source_path, pod=pod)
+        for from_path, source in shape.objects_at(container, "envFrom", base):
+            _rename_references(source, names=names, where=from_path, pod=pod)

@@ -1,11 +1,25 @@
 """The janitor: finishes every delete in the journal, and reaps orphans.
 
 Contract: runs until cancelled; never returns normally; a failed attempt is logged and
-retried, never raised. Three loops in one root task:
+retried, never raised. Four loops in one root task:
 
 * journalled deletes: each is tried at once (at start, and when woken by a new entry),
   then after 1, 2, 4, ... seconds up to ``app.janitor_max_backoff_seconds``, until its
-  objects are gone (``sidecar_janitor_retries_total``, ``sidecar_janitor_pending_deletes``);
+  objects are gone (``sidecar_janitor_retries_total``, ``sidecar_janitor_pending_deletes``).
+  Retries are capped: after ``app.janitor_max_attempts`` attempts that the remote API
+  server answered without the delete finishing (a finalizer that never goes, a
+  permission missing; an unreachable server does not count: the journal exists to wait
+  out outages), or ``app.delete_give_up_seconds`` after the delete was accepted (once
+  this process tried it ``AGE_MIN_TRIES`` times: after a long stop the first attempt
+  usually finds pods still terminating), the entry is *dead*: logged once (ERROR),
+  kept in the journal file marked ``dead_since``, counted in
+  ``sidecar_janitor_dead_deletes`` and listed in ``/healthz``'s body. A dead entry is
+  tried again only every ``DEAD_RECHECK_SECONDS`` (and once after a restart), so it
+  clears itself once an operator has removed what blocked it; a new ``/delete`` of its
+  pod starts it afresh;
+* the journal check: every ``JOURNAL_CHECK_SECONDS``, ``DeleteJournal.check`` writes
+  what only memory holds or probes the state directory (``/healthz`` reports a journal
+  that cannot be written);
 * the orphan sweep (``sidecar.offload.orphans``): at start and every five minutes,
   ConfigMaps and Secrets of ours whose pod is gone for good are deleted
   (``sidecar_janitor_orphans_reaped_total``);
@@ -22,10 +36,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from metrics import Metrics
 from sidecar.backoff import backoff
-from sidecar.offload.journal import DeleteJournal
+from sidecar.offload.journal import DeleteJournal, PendingDelete
 from sidecar.offload.orphan_pods import OrphanPods
 from sidecar.offload.orphans import ORPHAN_GRACE_SECONDS, SWEEP_INTERVAL_SECONDS, sweep_forever
 from sidecar.offload.service import Offloader
@@ -33,18 +48,53 @@ from sidecar.offload.service import Offloader
 logger = logging.getLogger(__name__)
 
 
+DEAD_RECHECK_SECONDS = 3600.0
+"""How often a dead (given up) delete is tried again: rarely, but it clears itself."""
+JOURNAL_CHECK_SECONDS = 10.0
+"""How often the journal's writability is checked when nothing else writes it."""
+AGE_MIN_TRIES = 10
+"""Attempts (about four minutes of backoff) before the age cap may give an entry up."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When the janitor stops retrying a delete (``app.janitor_*`` settings)."""
+
+    max_backoff: float
+    """Longest wait between two attempts (``app.janitor_max_backoff_seconds``)."""
+    max_attempts: int = 100
+    """Attempts the remote answered without finishing (``app.janitor_max_attempts``)."""
+    give_up_after: float = 86400.0
+    """Seconds after the delete was accepted (``app.delete_give_up_seconds``)."""
+    dead_recheck: float = DEAD_RECHECK_SECONDS
+
+    def exhausted(self, entry: PendingDelete, now: float, tries: int) -> str | None:
+        """Why ``entry`` is given up on now, or None to keep retrying. ``tries``: the
+        attempts this process made, whatever their outcome. The age alone never
+        condemns an entry this process has barely tried: after a long stop, the first
+        attempt usually finds the pods still terminating."""
+        if entry.attempts >= self.max_attempts:
+            return f"{entry.attempts} attempts (app.janitor_max_attempts)"
+        old = now - entry.since >= self.give_up_after
+        if old and tries >= min(self.max_attempts, AGE_MIN_TRIES):
+            return f"{now - entry.since:.0f} s (app.delete_give_up_seconds)"
+        return None
+
+
 async def run_janitor(
     offloader: Offloader,
     journal: DeleteJournal,
     *,
-    max_backoff: float,
+    policy: RetryPolicy,
     metrics: Metrics,
     orphan_pods: OrphanPods | None = None,
+    journal_check: float = JOURNAL_CHECK_SECONDS,
 ) -> None:
     async with asyncio.TaskGroup() as group:
         if orphan_pods is not None:
             group.create_task(orphan_pods.run_forever())
-        group.create_task(_finish_deletes(offloader, journal, max_backoff=max_backoff))
+        group.create_task(_finish_deletes(offloader, journal, policy=policy))
+        group.create_task(_check_journal(journal, interval=journal_check))
         group.create_task(
             sweep_forever(
                 offloader.remote,
@@ -60,12 +110,42 @@ async def run_janitor(
         )
 
 
+async def _check_journal(journal: DeleteJournal, *, interval: float) -> None:
+    """Every ``interval`` seconds, ``journal.check()``; runs until cancelled, never
+    raises (a journal that cannot be written is a state, shown by ``/healthz``)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await journal.check()
+        except Exception:  # the janitor must not end: logged, checked again
+            logger.exception("journal check failed")
+
+
+def _announce_dead(journal: DeleteJournal) -> None:
+    dead = journal.dead()
+    if dead:
+        logger.warning(
+            "%d delete(s) given up on earlier are kept in %s (dead-letter, e.g. pod uid %s): "
+            "tried once now, then every %.0f s",
+            len(dead),
+            journal.path,
+            dead[0].pod_uid,
+            DEAD_RECHECK_SECONDS,
+        )
+
+
 async def _finish_deletes(
-    offloader: Offloader, journal: DeleteJournal, *, max_backoff: float
+    offloader: Offloader, journal: DeleteJournal, *, policy: RetryPolicy
 ) -> None:
-    attempts: dict[str, int] = {}
+    """Try every journalled delete when it is due (see the module docstring); runs
+    until cancelled. Woken early by ``offloader.janitor_wakeup`` (a new entry, a
+    create that ended)."""
+    tries: dict[str, int] = {}
     due: dict[str, float] = {}
+    resting: set[str] = set()
+    """Dead entries waiting for their recheck (a new /delete revives one at once)."""
     wakeup = offloader.janitor_wakeup
+    _announce_dead(journal)
     while True:
         wakeup.clear()
         now = time.monotonic()
@@ -73,7 +153,12 @@ async def _finish_deletes(
         for uid in list(due):
             if uid not in entries:
                 due.pop(uid)
-                attempts.pop(uid, None)
+                tries.pop(uid, None)
+        for uid in list(resting):
+            if uid not in entries or not entries[uid].dead:
+                resting.discard(uid)
+                due.pop(uid, None)
+                tries.pop(uid, None)
         for uid, entry in entries.items():
             if offloader.creating_since(uid) is not None:
                 due.pop(uid, None)  # its create stops at its next write; its end wakes us
@@ -83,17 +168,43 @@ async def _finish_deletes(
             done = await offloader.retry_delete(uid, entry.namespace)
             if done:
                 logger.info(
-                    "finished deleting pod %s (uid %s) after %d retries",
+                    "finished deleting pod %s (uid %s) after %d retries%s",
                     entry.name,
                     uid,
-                    attempts.get(uid, 0),
+                    tries.get(uid, 0),
+                    " (it had been given up on)" if entry.dead else "",
                 )
                 due.pop(uid, None)
-                attempts.pop(uid, None)
+                tries.pop(uid, None)
                 continue
-            attempts[uid] = attempts.get(uid, 0) + 1
             offloader.note_retry()
-            due[uid] = time.monotonic() + backoff(attempts[uid], cap=max_backoff)
+            tries[uid] = tries.get(uid, 0) + 1
+            current = journal.get(uid)
+            if current is None:  # removed meanwhile (an adopting create)
+                continue
+            if current.dead:
+                resting.add(uid)
+                due[uid] = time.monotonic() + policy.dead_recheck
+                continue
+            why = policy.exhausted(current, time.time(), tries[uid])
+            if why is not None:
+                await journal.mark_dead(uid)
+                logger.error(
+                    "giving up deleting pod %s (uid %s) in namespace %s after %s: %s; kept "
+                    "in %s as dead (sidecar_janitor_dead_deletes, /healthz), tried again "
+                    "every %.0f s",
+                    current.name,
+                    uid,
+                    current.namespace,
+                    why,
+                    current.last_error or "not finished",
+                    journal.path,
+                    policy.dead_recheck,
+                )
+                resting.add(uid)
+                due[uid] = time.monotonic() + policy.dead_recheck
+                continue
+            due[uid] = time.monotonic() + backoff(tries[uid], cap=policy.max_backoff)
         timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout)

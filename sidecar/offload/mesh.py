@@ -119,11 +119,11 @@ def add_mesh(
             "stringData": {"mesh.sh": script},
         }
     )
-    volumes = spec.setdefault("volumes", [])
-    volumes.append({"name": SCRATCH_VOLUME, "emptyDir": {}})
-    volumes.append(
-        {"name": SCRIPT_VOLUME, "secret": {"secretName": secret_name, "defaultMode": 0o500}}
-    )
+    spec["volumes"] = [
+        *(spec.get("volumes") or []),
+        {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        {"name": SCRIPT_VOLUME, "secret": {"secretName": secret_name, "defaultMode": 0o500}},
+    ]
     container: JsonObject = {
         "name": CONTAINER_NAME,
         "image": settings.image,
@@ -148,7 +148,8 @@ def add_mesh(
                 "periodSeconds": 2,
                 "failureThreshold": 60,
             }
-        spec.setdefault("initContainers", []).append(container)
+        # ``null`` is an empty list on the wire (Go's nil slice): never append to None.
+        spec["initContainers"] = [*(spec.get("initContainers") or []), container]
     else:
-        spec.setdefault("containers", []).append(container)
+        spec["containers"] = [*(spec.get("containers") or []), container]
     return True

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sidecar.api import shape
 from sidecar.api.wire import JsonObject
 
 VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
 VIRTUAL_NODE_TYPE_LABEL = "virtual-node.interlink/type"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+_AFFINITY = "pod.spec.affinity.nodeAffinity"
 
 
 def _targets_virtual_node(key: str, values: Iterable[str], node_name: str) -> bool:
@@ -27,18 +29,23 @@ def _targets_virtual_node(key: str, values: Iterable[str], node_name: str) -> bo
     return key == HOSTNAME_LABEL and bool(node_name) and node_name in set(values)
 
 
-def _clean_term(term: JsonObject, node_name: str) -> JsonObject | None:
+def _clean_term(term: JsonObject, path: str, node_name: str) -> JsonObject | None:
     """A node selector term without requirements on the virtual node; None if empty."""
     result = dict(term)
     expressions = [
         e
-        for e in term.get("matchExpressions") or []
-        if not _targets_virtual_node(e.get("key", ""), e.get("values") or [], node_name)
+        for where, e in shape.objects_at(term, "matchExpressions", path)
+        if not _targets_virtual_node(
+            shape.string_at(e, "key", where), shape.strings_at(e, "values", where), node_name
+        )
     ]
     fields = [
         f
-        for f in term.get("matchFields") or []
-        if not (f.get("key") == "metadata.name" and node_name in (f.get("values") or []))
+        for where, f in shape.objects_at(term, "matchFields", path)
+        if not (
+            shape.string_at(f, "key", where) == "metadata.name"
+            and node_name in shape.strings_at(f, "values", where)
+        )
     ]
     for key, kept in (("matchExpressions", expressions), ("matchFields", fields)):
         if kept:
@@ -49,34 +56,40 @@ def _clean_term(term: JsonObject, node_name: str) -> JsonObject | None:
 
 
 def _clean_node_affinity(spec: JsonObject, node_name: str) -> None:
-    affinity = spec.get("affinity")
-    if not isinstance(affinity, dict):
+    affinity = shape.object_at(spec, "affinity", "pod.spec")
+    if affinity is None:
         return
-    node_affinity = affinity.get("nodeAffinity")
-    if not isinstance(node_affinity, dict):
+    node_affinity = shape.object_at(affinity, "nodeAffinity", "pod.spec.affinity")
+    if node_affinity is None:
         return
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if isinstance(required, dict):
+    required_key = "requiredDuringSchedulingIgnoredDuringExecution"
+    required = shape.object_at(node_affinity, required_key, _AFFINITY)
+    if required is not None:
+        where = shape.child(_AFFINITY, required_key)
         terms = [
             t
-            for t in (_clean_term(t, node_name) for t in required.get("nodeSelectorTerms") or [])
+            for t in (
+                _clean_term(term, term_path, node_name)
+                for term_path, term in shape.objects_at(required, "nodeSelectorTerms", where)
+            )
             if t
         ]
         if terms:
             required["nodeSelectorTerms"] = terms
         else:
-            node_affinity.pop("requiredDuringSchedulingIgnoredDuringExecution")
-    preferred = node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution")
-    if isinstance(preferred, list):
+            node_affinity.pop(required_key)
+    preferred_key = "preferredDuringSchedulingIgnoredDuringExecution"
+    if node_affinity.get(preferred_key) is not None:
         kept = []
-        for entry in preferred:
-            term = _clean_term(entry.get("preference") or {}, node_name)
+        for entry_path, entry in shape.objects_at(node_affinity, preferred_key, _AFFINITY):
+            preference = shape.object_at(entry, "preference", entry_path) or {}
+            term = _clean_term(preference, shape.child(entry_path, "preference"), node_name)
             if term:
                 kept.append({**entry, "preference": term})
         if kept:
-            node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = kept
+            node_affinity[preferred_key] = kept
         else:
-            node_affinity.pop("preferredDuringSchedulingIgnoredDuringExecution")
+            node_affinity.pop(preferred_key)
     if not node_affinity:
         affinity.pop("nodeAffinity")
     if not affinity:
@@ -90,8 +103,13 @@ def translate_scheduling(
     node_tolerations: Iterable[Mapping[str, Any]],
 ) -> None:
     """Rewrite ``spec`` in place (see the module docstring)."""
-    node_name = str(spec.pop("nodeName", "") or "")
-    tolerations = [t for t in spec.get("tolerations") or [] if t.get("key") != VIRTUAL_NODE_TAINT]
+    node_name = shape.string_at(spec, "nodeName", "pod.spec")
+    spec.pop("nodeName", None)
+    tolerations = [
+        t
+        for where, t in shape.objects_at(spec, "tolerations", "pod.spec")
+        if shape.string_at(t, "key", where) != VIRTUAL_NODE_TAINT
+    ]
     for extra in node_tolerations:
         if dict(extra) not in tolerations:
             tolerations.append(dict(extra))
@@ -102,7 +120,7 @@ def translate_scheduling(
 
     selector = {
         k: v
-        for k, v in (spec.get("nodeSelector") or {}).items()
+        for k, v in shape.string_map_at(spec, "nodeSelector", "pod.spec").items()
         if not _targets_virtual_node(k, [v], node_name)
     }
     selector.update(node_selector)

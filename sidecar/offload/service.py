@@ -35,7 +35,7 @@ from metrics import Metrics
 from sidecar.api.wire import CreateRequest, JsonObject, PodRef
 from sidecar.offload import naming
 from sidecar.offload.cleanup import Cleaner
-from sidecar.offload.journal import DeleteJournal
+from sidecar.offload.journal import DeleteJournal, DeleteNotRecorded, clip
 from sidecar.offload.locks import ActivityCounter, KeyedLocks
 from sidecar.offload.plan import OffloadPlan
 from sidecar.offload.translate import build_plan, remote_namespace_for
@@ -43,7 +43,7 @@ from sidecar.offload.validation import schema_version, validate_in_thread
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
-from sidecar.status.cache import StatusCache
+from sidecar.status.cache import StatusCache, owner_of
 
 logger = logging.getLogger(__name__)
 # The authorizer's denial text (k8s.io/apiserver: 'User "<name>" cannot <verb> resource
@@ -84,6 +84,7 @@ class Offloader:
         k8s: K8sSettings,
         metrics: Metrics,
         cache: StatusCache | None = None,
+        create_deadline: float = 100.0,
     ) -> None:
         self.remote = remote
         self._cache = cache
@@ -91,6 +92,7 @@ class Offloader:
         self._offloading = offloading
         self._mesh = mesh
         self._configured_version = k8s.validation_version
+        self._create_deadline = create_deadline
         self._schema: str | None = None
         self._metrics = metrics
         self._locks = KeyedLocks()
@@ -132,12 +134,19 @@ class Offloader:
         uid = request.ref.uid
         since, count = self._creating.get(uid, (time.time(), 0))
         self._creating[uid] = (since, count + 1)
+        writing: list[str] = []
+        """Set to the remote namespace once this create starts writing."""
         try:
-            async with self._locks.hold(uid):
-                return await self._create_locked(request)
+            async with asyncio.timeout(self._create_deadline) as deadline:
+                async with self._locks.hold(uid):
+                    return await self._create_locked(request, writing)
         except DeletedFirst:
             self._metrics.creates.labels("deleted_first").inc()
             raise
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise await self._overdue(request.ref, writing) from None
         finally:
             since, count = self._creating[uid]
             if count == 1:
@@ -157,7 +166,39 @@ class Offloader:
                 "remotely is being removed)"
             )
 
-    async def _create_locked(self, request: CreateRequest) -> str:
+    def _check_uid_not_taken(self, ref: PodRef) -> None:
+        """A pod uid names one local pod: a create of it for another namespace or name
+        (a collision, or a forged body) is refused, never mixed with the remote pod of
+        the first (the status cache and every label lookup go by uid)."""
+        known = self._cache.get(ref.uid) if self._cache is not None else None
+        owner = owner_of(known) if known is not None else None
+        if owner is not None and owner != (ref.namespace, ref.name):
+            self._metrics.creates.labels("invalid").inc()
+            raise CreateFailed(
+                409,
+                f"pod uid {ref.uid} already belongs to pod {owner[0]}/{owner[1]}, offloaded "
+                f"as {(known or {}).get('metadata', {}).get('namespace')}/"
+                f"{(known or {}).get('metadata', {}).get('name')}; not offloading "
+                f"{ref.namespace}/{ref.name} with the same uid",
+            )
+
+    async def _overdue(self, ref: PodRef, writing: list[str]) -> CreateFailed:
+        """The create ran past ``app.create_deadline_seconds`` (interLink gives up on a call
+        without response headers after 120 s, and the pod then fails locally): what it
+        wrote is handed to the janitor, to be removed by label like a rolled-back create."""
+        self._metrics.creates.labels("failed").inc()
+        where = ""
+        if writing:
+            await self.journal.add(ref.uid, namespace=writing[0], name=ref.name, tombstone=False)
+            self.janitor_wakeup.set()
+            where = "; what it had written remotely is being removed"
+        return CreateFailed(
+            504,
+            f"creating pod {ref.namespace}/{ref.name} (uid {ref.uid}) did not finish within "
+            f"{self._create_deadline:.0f} s (app.create_deadline_seconds){where}",
+        )
+
+    async def _create_locked(self, request: CreateRequest, writing: list[str]) -> str:
         self._check_not_deleted(request.ref)
         try:
             plan = self.plan(request)
@@ -167,6 +208,7 @@ class Offloader:
             raise
         async with self.activity.active(plan.namespace):
             self._check_not_deleted(plan.ref)
+            self._check_uid_not_taken(plan.ref)
             existing = await self.remote.find_pod(plan.namespace, plan.ref.uid)
             if existing is not None:
                 self._metrics.creates.labels("existing").inc()
@@ -179,6 +221,7 @@ class Offloader:
                     plan.ref.uid,
                 )
                 return str(existing["metadata"]["uid"])
+            writing.append(plan.namespace)
             for attempt in range(1, _CREATE_ATTEMPTS + 1):
                 try:
                     pod = await self._create_all(plan)
@@ -295,11 +338,18 @@ class Offloader:
 
     async def delete(self, ref: PodRef) -> bool:
         """Remove the pod's remote objects; True when done now, False when the janitor
-        will finish. Never raises for remote failures."""
+        will finish. Never raises for remote failures. Raises InvalidEntry (the journal
+        refuses the uid or namespace: nothing is sent) and DeleteNotRecorded (not
+        finished now, and the journal cannot be written: the caller must not promise
+        it; the janitor still retries it from memory)."""
         namespace = remote_namespace_for(ref.namespace, self._offloading)
         # Journalled (with its tombstone) before waiting for the lock: a create running
         # now sees the tombstone at its next write and stops, one not started yet refuses.
-        await self.journal.add(ref.uid, namespace=namespace, name=ref.name, tombstone=True)
+        # A journal that cannot be written still holds the entry in memory: the delete is
+        # tried at once all the same.
+        durable = await self.journal.add(
+            ref.uid, namespace=namespace, name=ref.name, tombstone=True
+        )
         if self.creating_since(ref.uid) is not None:
             # Its create is running (or waiting for the lock): it stops at its next write,
             # and the janitor, woken when it ends, removes what it wrote. Not waited for
@@ -310,13 +360,25 @@ class Offloader:
                 done = await self.attempt_cleanup(ref.uid, namespace)
         if not done:
             self.janitor_wakeup.set()
+        if not done and not durable:
+            self._metrics.deletes.labels("not_recorded").inc()
+            entry = self.journal.get(ref.uid)
+            message = (
+                f"pod {ref.namespace}/{ref.name} (uid {ref.uid}): the remote delete did not "
+                f"finish ({entry.last_error if entry and entry.last_error else 'in progress'})"
+                f" and could not be recorded ({self.journal.problem}); retried from memory "
+                "until the sidecar restarts"
+            )
+            logger.error("%s", message)
+            raise DeleteNotRecorded(message)
         self._metrics.deletes.labels("done" if done else "deferred").inc()
         return done
 
     async def delete_held(self, uid: str, namespace: str, name: str) -> bool:
         """What ``/delete`` does, for a caller that already holds the uid's lock (the
         orphan reaper): journalled with its tombstone, then cleaned up; False when the
-        janitor (woken here) finishes it."""
+        janitor (woken here) finishes it (from memory if the journal cannot be
+        written: the reaper finds the pod again after a restart)."""
         await self.journal.add(uid, namespace=namespace, name=name, tombstone=True)
         done = await self.attempt_cleanup(uid, namespace)
         if not done:
@@ -332,14 +394,21 @@ class Offloader:
             return await self.attempt_cleanup(pod_uid, namespace)
 
     async def attempt_cleanup(self, pod_uid: str, namespace: str) -> bool:
-        """One cleanup attempt for a journalled delete; removes the entry when done."""
+        """One cleanup attempt for a journalled delete; removes the entry when done,
+        else records why in it (the janitor's retry cap counts attempts the remote API
+        server answered)."""
         try:
             done = await self.cleaner.cleanup(namespace, pod_uid)
         except RemoteError as exc:
-            logger.warning("delete of pod uid %s in %s not finished: %s", pod_uid, namespace, exc)
+            why = clip(str(exc), 300)
+            logger.warning("delete of pod uid %s in %s not finished: %s", pod_uid, namespace, why)
+            self.journal.note_failure(pod_uid, why, answered=exc.status != 0)
             return False
         if done:
             await self.journal.remove(pod_uid)
+        else:
+            why = "its pods are still terminating (grace period or finalizers)"
+            self.journal.note_failure(pod_uid, why, answered=True)
         return done
 
     def note_retry(self) -> None:

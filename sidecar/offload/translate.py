@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 
+from sidecar.api import shape
 from sidecar.api.wire import CreateRequest, JsonObject
 from sidecar.offload import mesh, naming
 from sidecar.offload.env import translate_env
+from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.offload.plan import OffloadPlan
 from sidecar.offload.scheduling import translate_scheduling
 from sidecar.offload.volumes import translate_volumes
@@ -46,12 +48,15 @@ def remote_namespace_for(namespace: str, offloading: OffloadingSettings) -> str:
 def build_plan(
     request: CreateRequest, *, offloading: OffloadingSettings, mesh_settings: MeshSettings
 ) -> OffloadPlan:
-    """The remote objects for ``request``. Raises WireError(422) for what cannot work."""
+    """The remote objects for ``request``. Raises WireError(422) for what cannot work,
+    WireError(403) for a remote namespace pods may not be written to."""
     ref = request.ref
     plan = OffloadPlan(ref=ref, namespace=remote_namespace_for(ref.namespace, offloading), pod={})
-    source_meta = request.pod.get("metadata") or {}
-    annotations: JsonObject = dict(source_meta.get("annotations") or {})
-    spec: JsonObject = copy.deepcopy(request.pod.get("spec") or {})
+    check_remote_namespace(plan.namespace, local_namespace=ref.namespace, offloading=offloading)
+    source_meta = shape.as_object(request.pod.get("metadata"), "pod.metadata")
+    annotations: JsonObject = dict(shape.string_map_at(source_meta, "annotations", "pod.metadata"))
+    labels = shape.string_map_at(source_meta, "labels", "pod.metadata")
+    spec: JsonObject = copy.deepcopy(shape.as_object(request.pod.get("spec"), "pod.spec"))
 
     names = translate_volumes(
         spec, retrieved=request.containers, annotations=annotations, plan=plan
@@ -78,7 +83,7 @@ def build_plan(
     mesh.strip_secret_annotations(annotations)
     meta["name"] = naming.scoped_name(ref.name, ref.uid)
     meta["namespace"] = plan.namespace
-    meta["labels"] = {**(meta.get("labels") or {}), **naming.ownership_labels(ref.uid)}
+    meta["labels"] = {**labels, **naming.ownership_labels(ref.uid)}
     meta["annotations"] = {
         **annotations,
         **naming.ownership_annotations(source_uid=ref.uid, name=ref.name, namespace=ref.namespace),

@@ -5,17 +5,29 @@ mode also refuses unknown fields. The version is ``k8s.validation_version`` or, 
 default, the remote API server's own (read once from ``/version``); a server newer than
 the newest schema the package has falls back to that newest one. A rejection becomes a
 422 whose message names the object and the field.
+
+The validators are built once per (schema version, kind): ``kubernetes_validate.validate``
+reads and parses the 1.5 MB ``_definitions.json`` again for every object it checks.
+Under a 500-wide burst that was six threads parsing JSON without pause: the event loop
+got the GIL so rarely that the health check's answer went unread for 5 s (the server
+was declared down and 400 creates refused), and the threads' allocator arenas kept the
+memory after. Validation now runs in one worker thread of its own (a few ms per object).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import kubernetes_validate
+from referencing import Registry, Resource
 
 from sidecar.api.wire import JsonObject, WireError
 
@@ -59,22 +71,50 @@ def _field_path(path: list[object]) -> str:
     return text
 
 
+_SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+
+
+@lru_cache(maxsize=4)
+def _definitions(version: str) -> Registry[Any]:
+    """The shared definitions of one strict schema version, parsed once."""
+    text = (_SCHEMAS / f"v{version}-local-strict" / "_definitions.json").read_text()
+    definitions: Resource[Any] = Resource.from_contents(json.loads(text))
+    return definitions @ Registry()
+
+
+@lru_cache(maxsize=64)
+def _validator(version: str, kind: str, api_version: str) -> Any:
+    """A strict validator for ``kind`` in ``api_version`` (as kubernetes-validate names
+    its files: ``apps/v1`` -> ``deployment-apps-v1.json``), built once."""
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = _SCHEMAS / f"v{version}-local-strict" / f"{kind.lower()}-{group_version}.json"
+    schema = Resource.from_contents(json.loads(path.read_text()))
+    registry = schema @ _definitions(version)
+    return jsonschema.validators.Draft202012Validator(schema.contents, registry=registry)
+
+
 def validate_objects(objects: list[JsonObject], version: str) -> None:
     """Raise WireError(422) naming the object and field of the first schema violation."""
     for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+        validator = _validator(version, str(obj.get("kind")), str(obj.get("apiVersion")))
+        # The first error, as kubernetes_validate.validate raised it.
+        error = next(iter(validator.iter_errors(obj)), None)
+        if error is not None:
             kind = obj.get("kind", "object")
             name = (obj.get("metadata") or {}).get("name", "")
             where = kind.lower() if kind == "Pod" else f"{kind} {name}"
             raise WireError(
                 422,
-                f"{where}{_field_path(list(exc.path))}: {exc.message} "
+                f"{where}{_field_path(list(error.path))}: {error.message} "
                 f"(Kubernetes {version} schema)",
-            ) from None
+            )
+
+
+# One thread: validation is CPU work under the GIL, so more threads only take it from
+# the event loop (and each would keep an allocator arena of its own).
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
 
 
 async def validate_in_thread(objects: list[JsonObject], version: str) -> None:
-    """``validate_objects`` off the event loop (a few ms per object of CPU)."""
-    await asyncio.to_thread(validate_objects, objects, version)
+    """``validate_objects`` off the event loop, in the validation thread."""
+    await asyncio.get_running_loop().run_in_executor(_WORKER, validate_objects, objects, version)

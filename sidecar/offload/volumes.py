@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from sidecar.api import shape
 from sidecar.api.wire import JsonObject, PodRef, WireError
 from sidecar.offload import naming
 from sidecar.offload.ownership import CREATED_BY_ANNOTATION, CREATED_BY_VALUE, owned_metadata
@@ -50,23 +53,56 @@ class CopiedNames:
     secrets: dict[str, str] = field(default_factory=dict)
 
 
+def containers_of(spec: JsonObject) -> Iterator[tuple[str, JsonObject]]:
+    """(path, container) for every container of every list in ``spec``; each must be an
+    object (422 naming it otherwise)."""
+    for list_name in CONTAINER_LISTS:
+        yield from shape.objects_at(spec, list_name, "pod.spec")
+
+
+def _mounts(container: JsonObject, path: str, key: str) -> Iterator[tuple[str, JsonObject]]:
+    """(name, mount) of the container's ``volumeMounts`` or ``volumeDevices``."""
+    for mount_path, mount in shape.objects_at(container, key, path):
+        yield shape.string_at(mount, "name", mount_path), mount
+
+
+def _text_map(obj: JsonObject, key: str, path: str) -> dict[str, Any]:
+    """A ``map[string]string`` of data: values are strings, or ``null`` (Go reads "")."""
+    value = shape.object_at(obj, key, path) or {}
+    for name, text in value.items():
+        if text is not None and not isinstance(text, str):
+            raise shape.wrong_type(shape.child(shape.child(path, key), name), "a string", text)
+    return value
+
+
 def _sent(retrieved: list[JsonObject], key: str) -> dict[str, JsonObject]:
-    """Objects interLink sent under ``key`` for any container, by name (deduplicated)."""
+    """Objects interLink sent under ``key`` for any container, by name (deduplicated).
+
+    Every field read later (names, annotations, type, spec, data) is type-checked here,
+    where the JSON path (``container[i].<key>[j]``) is known; the data maps are checked
+    so that a wrong value is named by its path, never echoed (it may be Secret data).
+    """
     found: dict[str, JsonObject] = {}
-    for entry in retrieved:
-        for obj in entry.get(key) or []:
-            name = ((obj or {}).get("metadata") or {}).get("name")
-            if isinstance(name, str) and name:
+    for index, entry in enumerate(retrieved):
+        for path, obj in shape.objects_at(entry, key, f"container[{index}]"):
+            meta = shape.object_at(obj, "metadata", path) or {}
+            name = shape.string_at(meta, "name", f"{path}.metadata")
+            shape.string_map_at(meta, "annotations", f"{path}.metadata")
+            shape.string_at(obj, "type", path)
+            shape.object_at(obj, "spec", path)
+            for data_key in ("data", "binaryData", "stringData"):
+                _text_map(obj, data_key, path)
+            if name:
                 found.setdefault(name, obj)
     return found
 
 
 def _mounted_names(spec: JsonObject) -> set[str]:
     return {
-        mount.get("name")
-        for list_name in CONTAINER_LISTS
-        for container in spec.get(list_name) or []
-        for mount in (container.get("volumeMounts") or []) + (container.get("volumeDevices") or [])
+        name
+        for path, container in containers_of(spec)
+        for key in ("volumeMounts", "volumeDevices")
+        for name, _ in _mounts(container, path, key)
     }
 
 
@@ -91,32 +127,38 @@ def _safe_keys(paths: list[str]) -> dict[str, str]:
     return keys
 
 
-def _item_modes(kind: str, volume_source: JsonObject) -> dict[str, int]:
+def _projections(volume_source: JsonObject, path: str) -> Iterator[tuple[str, str, JsonObject]]:
+    """(kind, path, projection) for each projection of each of a projected volume's
+    sources (``configMap``, ``secret``, ``downwardAPI``, ``serviceAccountToken``, ...)."""
+    for source_path, source in shape.objects_at(volume_source, "sources", path):
+        for kind in list(source):
+            projection = shape.object_at(source, kind, source_path)
+            if projection is not None:
+                yield kind, shape.child(source_path, kind), projection
+
+
+def _item_modes(kind: str, volume_source: JsonObject, path: str) -> dict[str, int]:
     """File mode per path from the original items (of each projected source, or of the
     downwardAPI volume itself)."""
     if kind == "downwardAPI":
-        parts = [volume_source]
+        parts = [(path, volume_source)]
     else:
-        parts = [
-            part
-            for source in volume_source.get("sources") or []
-            if isinstance(source, dict)
-            for part in source.values()
-            if isinstance(part, dict)
-        ]
-    return {
-        item["path"]: item["mode"]
-        for part in parts
-        for item in part.get("items") or []
-        if isinstance(item, dict) and "mode" in item and "path" in item
-    }
+        parts = [(where, part) for _, where, part in _projections(volume_source, path)]
+    modes: dict[str, int] = {}
+    for part_path, part in parts:
+        for item_path, item in shape.objects_at(part, "items", part_path):
+            if "mode" in item and "path" in item:
+                # A file mode: 0 to 0777 (Kubernetes' own bound).
+                mode = shape.int_at(item, "mode", item_path, maximum=0o777)
+                modes[shape.string_at(item, "path", item_path)] = mode
+    return modes
 
 
-def _token_paths(volume_source: JsonObject) -> set[str]:
+def _token_paths(volume_source: JsonObject, path: str) -> set[str]:
     return {
-        source["serviceAccountToken"].get("path", "")
-        for source in volume_source.get("sources") or []
-        if isinstance(source, dict) and isinstance(source.get("serviceAccountToken"), dict)
+        shape.string_at(projection, "path", where)
+        for kind, where, projection in _projections(volume_source, path)
+        if kind == "serviceAccountToken"
     }
 
 
@@ -162,7 +204,7 @@ class _VolumeTranslator:
             if kind == "Secret":
                 # A service-account-token Secret names a ServiceAccount that does not
                 # exist remotely; the token controller would delete it. Its bytes matter.
-                local_type = local.get("type") or "Opaque"
+                local_type = str(local.get("type") or "Opaque")  # a string (see _sent)
                 obj["type"] = _REMOTE_SECRET_TYPE.get(local_type, local_type)
                 self.plan.secrets.append(obj)
             else:
@@ -190,15 +232,17 @@ class _VolumeTranslator:
 
     # --- volume kinds -----------------------------------------------------------------
 
-    def projected_from_data(self, volume: JsonObject, kind: str) -> JsonObject:
+    def projected_from_data(self, path: str, volume: JsonObject, kind: str) -> JsonObject:
         """A projected volume over copies of the data interLink resolved for ``volume``."""
         source = volume[kind]
-        sent = self.projected[volume["name"]]
+        name = str(volume["name"])
+        sent = self.projected[name]
         data = {str(k): "" if v is None else str(v) for k, v in (sent.get("data") or {}).items()}
-        tokens = _token_paths(source) if kind == "projected" else set()
-        modes = _item_modes(kind, source)
+        where = shape.child(path, kind)
+        tokens = _token_paths(source, where) if kind == "projected" else set()
+        modes = _item_modes(kind, source, where)
         keys = _safe_keys(list(data))
-        base = naming.scoped_name(f"projected-{volume['name']}", self.ref.uid)
+        base = naming.scoped_name(f"projected-{name}", self.ref.uid)
         sources: list[JsonObject] = []
         for object_kind, wanted in (("Secret", True), ("ConfigMap", False)):
             part = {p: c for p, c in data.items() if (p in tokens) == wanted}
@@ -216,12 +260,12 @@ class _VolumeTranslator:
         projected: JsonObject = {"sources": sources}
         if "defaultMode" in source:
             projected["defaultMode"] = source["defaultMode"]
-        return {"name": volume["name"], "projected": projected}
+        return {"name": name, "projected": projected}
 
-    def pvc(self, volume: JsonObject, index: int) -> JsonObject | None:
-        claim = volume["persistentVolumeClaim"].get("claimName", "")
+    def pvc(self, path: str, volume: JsonObject, source: JsonObject) -> JsonObject | None:
+        claim = shape.string_at(source, "claimName", shape.child(path, "persistentVolumeClaim"))
         if claim not in self.remote_claims:
-            self.warn(index, volume, f"claim {claim!r} is not listed in {REMOTE_PVC_ANNOTATION}")
+            self.warn(path, volume, f"claim {claim!r} is not listed in {REMOTE_PVC_ANNOTATION}")
             return None
         if claim in self.pvcs and claim not in self._created_pvcs:
             self._created_pvcs.add(claim)
@@ -245,66 +289,69 @@ class _VolumeTranslator:
             spec.pop(key, None)
         return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
-    def warn(self, index: int, volume: JsonObject, why: str) -> None:
+    def warn(self, path: str, volume: JsonObject, why: str) -> None:
         self.plan.warnings.append(
             f"pod {self.ref.namespace}/{self.ref.name}: volume {volume.get('name')!r} "
-            f"(spec.volumes[{index}]) dropped with its mounts: {why}"
+            f"({path.removeprefix('pod.')}) dropped with its mounts: {why}"
         )
 
-    def missing(self, index: int, field_path: str, kind: str, name: str) -> WireError:
+    def missing(self, field_path: str, kind: str, name: str) -> WireError:
         return WireError(
             422,
-            f"pod.spec.volumes[{index}].{field_path}: {kind} {name!r} is mounted but "
-            "interLink did not send it",
+            f"{field_path}: {kind} {shape.preview(name)} is mounted but interLink did not send it",
         )
 
     def _object_volume(
-        self, index: int, volume: JsonObject, source_key: str, name_key: str, kind: str
+        self,
+        path: str,
+        volume: JsonObject,
+        source: JsonObject,
+        names: tuple[str, str, str],
     ) -> JsonObject | None:
         """A configMap or secret volume: point it at the copy, or decide it cannot work."""
-        source = volume[source_key]
-        ref_name = source.get(name_key, "")
+        source_key, name_key, kind = names
+        where = shape.child(path, source_key)
+        ref_name = shape.string_at(source, name_key, where)
         sent = self.config_maps if kind == "ConfigMap" else self.secrets
         if ref_name in sent:
             source[name_key] = self._copy(kind, ref_name)
             return volume
-        if source.get("optional"):
+        if shape.bool_at(source, "optional", where):
             source[name_key] = naming.scoped_name(ref_name, self.ref.uid)
             return volume
         if volume.get("name") not in self.mounted:
-            self.warn(index, volume, f"not mounted, and its {kind} was not sent")
+            self.warn(path, volume, f"not mounted, and its {kind} was not sent")
             return None
-        raise self.missing(index, f"{source_key}.{name_key}", kind, ref_name)
+        raise self.missing(shape.child(where, name_key), kind, ref_name)
 
     # --- driver -------------------------------------------------------------------------
 
-    def translate(self, index: int, volume: JsonObject) -> JsonObject | None:
-        name = volume.get("name")
+    def translate(self, path: str, volume: JsonObject) -> JsonObject | None:
+        name = shape.string_at(volume, "name", path)
         if "emptyDir" in volume:
             return volume
-        for source_key, name_key, kind in (
-            ("configMap", "name", "ConfigMap"),
-            ("secret", "secretName", "Secret"),
-        ):
-            if isinstance(volume.get(source_key), dict):
-                return self._object_volume(index, volume, source_key, name_key, kind)
-        if isinstance(volume.get("projected"), dict):
+        for names in (("configMap", "name", "ConfigMap"), ("secret", "secretName", "Secret")):
+            source = shape.object_at(volume, names[0], path)
+            if source is not None:
+                return self._object_volume(path, volume, source, names)
+        if shape.object_at(volume, "projected", path) is not None:
             if name in self.projected:
-                return self.projected_from_data(volume, "projected")
-            self.warn(index, volume, "interLink sent no data for this projected volume")
+                return self.projected_from_data(path, volume, "projected")
+            self.warn(path, volume, "interLink sent no data for this projected volume")
             return None
-        if isinstance(volume.get("downwardAPI"), dict):
+        if shape.object_at(volume, "downwardAPI", path) is not None:
             if name in self.projected:
-                return self.projected_from_data(volume, "downwardAPI")
+                return self.projected_from_data(path, volume, "downwardAPI")
             self.plan.warnings.append(
                 f"pod {self.ref.namespace}/{self.ref.name}: downwardAPI volume {name!r} "
                 "is resolved by the remote kubelet (remote pod name, namespace and uid)"
             )
             return volume
-        if isinstance(volume.get("persistentVolumeClaim"), dict):
-            return self.pvc(volume, index)
+        claim = shape.object_at(volume, "persistentVolumeClaim", path)
+        if claim is not None:
+            return self.pvc(path, volume, claim)
         kind = next((k for k in volume if k != "name"), "unknown")
-        self.warn(index, volume, f"volume type {kind!r} is not supported remotely")
+        self.warn(path, volume, f"volume type {shape.preview(kind)} is not supported remotely")
         return None
 
 
@@ -314,23 +361,22 @@ def translate_volumes(
     """Rewrite ``spec`` volumes in place, adding the copies to ``plan``."""
     translator = _VolumeTranslator(spec, retrieved, annotations, plan)
     kept: list[JsonObject] = []
-    for index, volume in enumerate(spec.get("volumes") or []):
-        result = translator.translate(index, volume)
+    for path, volume in shape.objects_at(spec, "volumes", "pod.spec"):
+        result = translator.translate(path, volume)
         if result is not None:
             kept.append(result)
-    kept_names = {v.get("name") for v in kept}
+    kept_names = {v.get("name") for v in kept}  # strings: checked by translate
     if kept:
         spec["volumes"] = kept
     else:
         spec.pop("volumes", None)
-    for list_name in CONTAINER_LISTS:
-        for container in spec.get(list_name) or []:
-            for key in ("volumeMounts", "volumeDevices"):
-                if key not in container:
-                    continue
-                mounts = [m for m in container[key] or [] if m.get("name") in kept_names]
-                if mounts:
-                    container[key] = mounts
-                else:
-                    container.pop(key)
+    for path, container in containers_of(spec):
+        for key in ("volumeMounts", "volumeDevices"):
+            if key not in container:
+                continue
+            mounts = [m for name, m in _mounts(container, path, key) if name in kept_names]
+            if mounts:
+                container[key] = mounts
+            else:
+                container.pop(key)
     return translator.names

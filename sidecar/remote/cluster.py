@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import Any, cast
@@ -54,14 +55,33 @@ _KINDS = {
 class RemoteCluster:
     """The calls the plugin makes on the remote API server."""
 
-    def __init__(self, api_client: client.ApiClient, *, timeout: float) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout: float,
+        probe_client: client.ApiClient | None = None,
+    ) -> None:
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
+        # The health check's own connection pool: on the shared one (100 connections)
+        # it queued behind a burst of creates past its 5 s limit, and a server that was
+        # serving them was declared down.
+        self._probe_client = probe_client
+        self._probe_core = client.CoreV1Api(probe_client) if probe_client else self._core
         self._version = client.VersionApi(api_client)
         self._timeout = timeout
+        self._last_served = float("-inf")
+
+    def served_since(self, moment: float) -> bool:
+        """Whether a call got a 2xx answer after ``moment`` (``time.monotonic()``): the
+        server was serving from storage then, whatever a queued check says."""
+        return self._last_served > moment
 
     async def close(self) -> None:
         await self._api_client.close()
+        if self._probe_client is not None:
+            await self._probe_client.close()
 
     async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> bytes:
         try:
@@ -74,6 +94,7 @@ class RemoteCluster:
             raise RemoteError.unreachable(exc) from None
         if not 200 <= response.status < 300:
             raise RemoteError.from_body(response.status, body)
+        self._last_served = time.monotonic()
         return body
 
     async def _json(self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
@@ -139,9 +160,13 @@ class RemoteCluster:
                 raise
 
     async def list_objects(
-        self, kind: str, namespace: str, *, selector: str | None = None
+        self, kind: str, namespace: str, *, selector: str | None = None, limit: int = 0
     ) -> list[JsonObject]:
-        kwargs = {"label_selector": selector} if selector else {}
+        """Objects of ``kind`` in ``namespace`` matching ``selector``; with ``limit``, at
+        most that many (the first page: enough to know whether there are any)."""
+        kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
+        if limit:
+            kwargs["limit"] = limit
         listing = await self._json(self._method("list", kind), namespace, **kwargs)
         items: list[JsonObject] = listing.get("items") or []
         return items
@@ -153,9 +178,11 @@ class RemoteCluster:
         items: list[JsonObject] = listing.get("items") or []
         return items
 
-    async def read_namespace(self, name: str) -> JsonObject | None:
+    async def read_namespace(self, name: str, *, probe: bool = False) -> JsonObject | None:
+        """Namespace ``name``, or None; ``probe``: over the health check's own pool."""
+        core = self._probe_core if probe else self._core
         try:
-            result: JsonObject = await self._json(self._core.read_namespace, name)
+            result: JsonObject = await self._json(core.read_namespace, name)
         except RemoteError as exc:
             if exc.not_found:
                 return None

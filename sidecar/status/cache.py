@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sidecar.api.wire import JsonObject
+from sidecar.api.wire import JsonObject, PodRef
 from sidecar.offload import naming
 
 
@@ -27,6 +27,17 @@ def _uid_of(pod: JsonObject) -> str | None:
     labels = (pod.get("metadata") or {}).get("labels") or {}
     uid = labels.get(naming.POD_UID_LABEL)
     return uid if isinstance(uid, str) and uid else None
+
+
+def owner_of(pod: JsonObject) -> tuple[str, str] | None:
+    """(namespace, name) of the local pod a remote object was made for, from its source
+    annotations; None when it carries none (made by an older plugin)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    namespace = annotations.get(naming.SOURCE_NAMESPACE_ANNOTATION)
+    name = annotations.get(naming.SOURCE_NAME_ANNOTATION)
+    if isinstance(namespace, str) and isinstance(name, str):
+        return namespace, name
+    return None
 
 
 def _slim(pod: JsonObject) -> JsonObject:
@@ -83,6 +94,15 @@ class StatusCache:
 
     def get(self, pod_uid: str) -> JsonObject | None:
         return self._pods.get(pod_uid)
+
+    def get_for(self, ref: PodRef) -> JsonObject | None:
+        """The remote pod of local pod ``ref``: the one with its uid, if it was made for
+        that namespace and name (a uid is only trusted with the pod it came with: a body
+        naming another pod with the same uid must not read, or be told, its JID)."""
+        pod = self._pods.get(ref.uid)
+        return (
+            pod if pod is not None and owner_of(pod) in (None, (ref.namespace, ref.name)) else None
+        )
 
     def vanished(self, pod_uid: str) -> Vanished | None:
         return self._vanished.get(pod_uid)

@@ -28,6 +28,10 @@ some of their outcomes are final, so the answer is shaped for them:
 * a pod left out of the answer keeps its last status for ever: a pod with no remote pod
   still gets an entry, whose states say why (``Absence``);
 * timestamps must be RFC 3339 with a zone, or Go's decoder fails the whole answer.
+
+The local pod comes from the request: the fields read from it (annotations, container
+lists and names, ``restartPolicy``) are read through ``sidecar.api.shape``, so a wrong
+type is a 422 naming its path. The remote pod comes from the remote API server.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sidecar.api import shape
 from sidecar.api.wire import JsonObject, PodRef
 
 GONE_EXIT_CODE = 1
@@ -109,12 +114,15 @@ def pod_status(
     remote_location: str,
     absence: Absence | None = None,
     now: datetime | None = None,
+    where: str = "pod",
 ) -> JsonObject:
     """The ``PodStatus`` of ``local`` given its remote pod, or, when there is none
-    (``remote`` None), why there is none (``absence``; None means LOST)."""
+    (``remote`` None), why there is none (``absence``; None means LOST). ``where``: the
+    local pod's JSON path in the request, for errors (WireError 422)."""
     stamp = _stamp(now or datetime.now(UTC))
-    inits = _offloaded(local, "initContainers", DISABLE_OFFLOAD_INIT_CONTAINERS)
-    regular = _offloaded(local, "containers", DISABLE_OFFLOAD_CONTAINERS)
+    view = _read_local(local, where)
+    inits = _offloaded(view, "initContainers", DISABLE_OFFLOAD_INIT_CONTAINERS)
+    regular = _offloaded(view, "containers", DISABLE_OFFLOAD_CONTAINERS)
     result: JsonObject = {"name": ref.name, "UID": ref.uid, "namespace": ref.namespace}
     if remote is None:
         state = _absent_state(absence, remote_location, stamp)
@@ -124,38 +132,67 @@ def pod_status(
     else:
         result["JID"] = (remote.get("metadata") or {}).get("uid", "")
         result["initContainers"], result["containers"] = _present(
-            remote, _restart_policy(local), inits, regular, stamp
+            remote, view.restart_policy or "Always", inits, regular, stamp
         )
-    result["containers"] = _with_local_only_when_ended(local, result["containers"], stamp)
+    result["containers"] = _with_local_only_when_ended(view, result["containers"], stamp)
     return result
 
 
 # --- which containers are ours to report ---------------------------------------------
 
 
-def _local_only(local: JsonObject, annotation: str) -> frozenset[str]:
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """What is read from the local pod, type-checked."""
+
+    annotations: dict[str, str]
+    containers: dict[str, list[JsonObject]]
+    """``initContainers`` and ``containers``: the spec entries that have a name."""
+    restart_policy: str
+
+
+def check_local(local: JsonObject, where: str = "pod") -> None:
+    """Raise WireError(422) naming the path of the first field of the local pod that
+    ``pod_status`` would read and that has the wrong type."""
+    _read_local(local, where)
+
+
+def _read_local(local: JsonObject, where: str) -> _Local:
+    """The fields of the local pod read here (a wrong type: 422 naming its path).
+    Containers without a name are left out: nothing could be reported for them."""
+    meta = shape.object_at(local, "metadata", where) or {}
+    spec = shape.object_at(local, "spec", where) or {}
+    spec_path = shape.child(where, "spec")
+    return _Local(
+        annotations=shape.string_map_at(meta, "annotations", shape.child(where, "metadata")),
+        containers={
+            list_name: [
+                c
+                for path, c in shape.objects_at(spec, list_name, spec_path)
+                if shape.string_at(c, "name", path)
+            ]
+            for list_name in ("initContainers", "containers")
+        },
+        restart_policy=shape.string_at(spec, "restartPolicy", spec_path),
+    )
+
+
+def _local_only(local: _Local, annotation: str) -> frozenset[str]:
     """The containers the VK runs locally. Parsed as the VK does
     (execute.go parseDisableOffloadContainers): comma-separated, each name trimmed,
     empty entries ignored."""
-    raw = ((local.get("metadata") or {}).get("annotations") or {}).get(annotation)
-    if not isinstance(raw, str):
-        return frozenset()
+    raw = local.annotations.get(annotation) or ""
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
-def _offloaded(local: JsonObject, list_name: str, annotation: str) -> list[JsonObject]:
+def _offloaded(local: _Local, list_name: str, annotation: str) -> list[JsonObject]:
     """The spec containers of ``list_name`` that run remotely, in spec order."""
     local_only = _local_only(local, annotation)
-    containers = (local.get("spec") or {}).get(list_name) or []
-    return [
-        c
-        for c in containers
-        if isinstance(c, dict) and c.get("name") and c["name"] not in local_only
-    ]
+    return [c for c in local.containers[list_name] if c["name"] not in local_only]
 
 
 def _with_local_only_when_ended(
-    local: JsonObject, entries: list[JsonObject], stamp: str
+    local: _Local, entries: list[JsonObject], stamp: str
 ) -> list[JsonObject]:
     """``entries``, plus the local-only regular containers once every offloaded one has
     terminated.
@@ -175,8 +212,8 @@ def _with_local_only_when_ended(
         return entries
     by_name = {e["name"]: e for e in entries}
     ended: list[JsonObject] = []
-    for spec in (local.get("spec") or {}).get("containers") or []:
-        name = spec.get("name") if isinstance(spec, dict) else None
+    for spec in local.containers["containers"]:
+        name = spec["name"]
         if name in by_name:
             ended.append(by_name[name])
         elif name in local_only:
@@ -188,11 +225,6 @@ def _with_local_only_when_ended(
             state["terminated"].update(message=message, finishedAt=stamp)
             ended.append(_entry(name, state))
     return ended
-
-
-def _restart_policy(local: JsonObject) -> str:
-    policy = (local.get("spec") or {}).get("restartPolicy")
-    return policy if isinstance(policy, str) and policy else "Always"
 
 
 # --- no remote pod ----------------------------------------------------------------------

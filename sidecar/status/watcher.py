@@ -13,6 +13,18 @@ anything but CancelledError. Every failure is a *restart* with a recorded reason
 Restarts back off (1 s doubling to 30 s, +-20 % jitter) unless the previous watch was
 healthy for a minute. A stream the server ends normally (its ``timeoutSeconds``) is
 resumed from the last resourceVersion without a re-list and is not a restart.
+
+Never dying is not the same as working, so the watcher also keeps its *progress*
+(``progress_at``, for liveness: ``stall``): the remote API server streaming to it. A
+watch event (a bookmark too, about one a minute on an idle stream), a watch stream
+the server ended normally, or one that fell silent for ``k8s.watch_inactivity_seconds``
+(the server had accepted it) is progress. A LIST alone is not: a watcher whose LIST
+works and whose WATCH is refused (no ``watch`` right) restarts with ``error`` for ever,
+confirming the cache for an instant each time, while ``/status`` answers 503. Such a
+watcher is *stalled* once it made no progress for ``k8s.watch_stall_seconds`` (more
+than the inactivity timeout, so an idle healthy stream never looks stalled) counted
+only while the remote API server serves reads: an outage is the ping's business, and
+a restart would not end it but would cut interLink off.
 """
 
 from __future__ import annotations
@@ -93,6 +105,31 @@ class Watcher:
         self._cache = cache
         self._settings = settings
         self._metrics = metrics
+        self.progress_at = time.time()
+        """Wall-clock time of the last progress (the start counts as progress)."""
+        self.last_restart = ""
+        """Reason and detail of the last restart (clipped), for the liveness message."""
+
+    def progress_age(self) -> float:
+        """Seconds since the last progress (``sidecar_watch_progress_age_seconds``)."""
+        return max(0.0, time.time() - self.progress_at)
+
+    def stall(self, *, serving_since: float | None, window: float) -> str | None:
+        """Why the watcher counts as stuck (for ``/healthz``), or None.
+
+        ``serving_since``: since when the remote API server serves reads (None: it does
+        not, and nothing is charged); ``window``: ``k8s.watch_stall_seconds``.
+        """
+        if serving_since is None:
+            return None
+        quiet = time.time() - max(self.progress_at, serving_since)
+        if quiet < window:
+            return None
+        return (
+            f"remote-watcher: no watch progress for {quiet:.0f} s while the remote API server "
+            f"served reads (k8s.watch_stall_seconds = {window:g}); last restart: "
+            f"{self.last_restart or 'none'}"
+        )
 
     async def watch_forever(self) -> None:
         failures = 0
@@ -106,11 +143,15 @@ class Watcher:
                 reason = "unreachable" if exc.status == 0 else "error"
                 detail = str(exc)
             except TimeoutError:
+                # Only the open stream times out so (the requests raise RemoteError): the
+                # server had accepted the watch.
+                self.progress_at = time.time()
                 reason, detail = "inactivity", "no event or bookmark in time"
             except Exception as exc:  # the watcher must never die
                 logger.exception("watch failed unexpectedly")
                 reason, detail = "bug", repr(exc)
             self._metrics.watch_restarts.labels(reason).inc()
+            self.last_restart = f"{reason}: {detail[:300]}"
             if reason != "gone":
                 self._cache.unconfirm(detail)
             healthy = time.monotonic() - started > HEALTHY_AFTER_SECONDS
@@ -144,5 +185,7 @@ class Watcher:
                 if kind in ("ADDED", "MODIFIED") and self._cache.status_changed(obj):
                     changed = last_change(obj)
                 version = apply_event(self._cache, event) or version
+                self.progress_at = time.time()
                 if changed is not None:
                     self._metrics.status_propagation.observe(max(0.0, time.time() - changed))
+            self.progress_at = time.time()  # the server ended the stream normally

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 import urllib.request
@@ -23,12 +24,14 @@ async def call(
     connector = aiohttp.UnixConnector(path=str(sidecar.unix_path)) if via_unix else None
     # interLink addresses a unix socket as http://unix/<endpoint> (Host: unix).
     base = "http://unix" if via_unix else sidecar.tcp_url
+    raw = json.dumps(body).encode()
     async with (
         client_session(connector=connector) as session,
         session.request(
             method,
             base + path,
-            data=json.dumps(body),
+            # aiohttp warns about big bytes bodies (they block its loop): stream those.
+            data=io.BytesIO(raw) if len(raw) > 1024 * 1024 else raw,
             headers={"Content-Type": "application/json", "InterLink-Http-Session": "GetStatus#1"},
         ) as response,
     ):
@@ -64,9 +67,13 @@ async def poll(
     fetch: Callable[[], Awaitable[Any]],
     done: Callable[[Any], bool],
     *,
-    timeout: float = 30,
+    timeout: float = 90,
 ) -> Any:
-    """Fetch until ``done(value)``; fail after ``timeout`` s showing the last value."""
+    """Fetch until ``done(value)``; fail after ``timeout`` s showing the last value.
+
+    The default is generous: on a machine whose two cores are busy (the suite running
+    next to a build) kwok and the API server take several times their idle 1-2 s to run
+    a pod, and a poll that succeeds returns at once anyway."""
     deadline = time.monotonic() + timeout
     while True:
         value = await fetch()

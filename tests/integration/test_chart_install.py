@@ -1,5 +1,6 @@
 """The README's "try the chart" lines, run as written against the embedded control
-plane: the chart's rendered manifests are accepted by the real API server."""
+plane: the chart's rendered manifests, with default values, are accepted by the real API
+server, closed defaults included (sidecar mode, the NetworkPolicy, the journal's claim)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ def test_the_readme_installs_the_chart_into_the_embedded_control_plane(
         "GET", "/apis/apps/v1/namespaces/interlink/deployments/interlink-k8s-sidecar"
     )
     pod = deployment["spec"]["template"]["spec"]
-    [sidecar] = pod["containers"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert sorted(containers) == ["interlink", "sidecar"], "sidecar mode is the default"
+    sidecar = containers["sidecar"]
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert sidecar["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -77,3 +80,22 @@ def test_the_readme_installs_the_chart_into_the_embedded_control_plane(
         "GET", "/api/v1/namespaces/interlink/configmaps/interlink-k8s-sidecar"
     )
     assert "[app]" in config["data"]["config.ini"], json.dumps(config["data"])[:200]
+    assert "socket_address = unix://" in config["data"]["config.ini"]
+
+    # The journal's claim, as the state volume.
+    claim = control_plane.request(
+        "GET", "/api/v1/namespaces/interlink/persistentvolumeclaims/interlink-k8s-sidecar-state"
+    )
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (state,) = [v for v in pod["volumes"] if v["name"] == "state"]
+    assert state["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    # The NetworkPolicy, selecting the pod and admitting its two ports only.
+    policy = control_plane.request(
+        "GET",
+        "/apis/networking.k8s.io/v1/namespaces/interlink/networkpolicies/interlink-k8s-sidecar",
+    )
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = sorted(rule["ports"][0]["port"] for rule in policy["spec"]["ingress"])
+    assert ports == ["interlink", "ops"]

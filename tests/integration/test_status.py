@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,10 @@ async def test_outage_makes_status_503_then_it_recovers(
             timeout=20,
         )
         assert b"unreachable since" in ping[1]
+        # Readiness is the plugin API's, not the remote's: interLink keeps reaching it.
+        ready = await asyncio.to_thread(urllib.request.urlopen, sidecar.ops_url + "/readyz")
+        with ready:
+            assert ready.status == 200
     finally:
         control_plane.start_apiserver()
     await poll("/status to recover", answer, lambda a: a[0] == 200, timeout=60)

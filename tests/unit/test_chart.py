@@ -7,7 +7,10 @@ validated with kubernetes-validate (strict) against two Kubernetes minors; the
 ServiceMonitor (a CRD it does not know) is checked structurally. The rest asserts what a
 user would notice: probes on the ops port, the restricted security context, a config.ini
 the sidecar's own loader accepts, Secrets mounted where the config points, the unix
-socket shared through an emptyDir in ``sidecar`` mode.
+socket shared through an emptyDir in ``sidecar`` mode, and the closed defaults (README
+"Security"): ``sidecar`` mode, a NetworkPolicy covering every port the sidecar opens
+beyond loopback, the journal on a PersistentVolumeClaim, the pod's namespace denied as a
+remote namespace.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidecar import settings
+from sidecar import insecure, settings
+from sidecar.api.wire import WireError
 from sidecar.localcluster.tools import HELM, ToolError, ensure_tool, tool_directory
+from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.settings import ListenKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +46,11 @@ pytestmark = pytest.mark.timeout(900)
 # Rendering variants: values files and --set pairs.
 VARIANTS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     "default": ((), ()),
-    "default-sidecar-mode": ((), ("mode=sidecar",)),
+    "default-deployment-mode": ((), ("mode=deployment",)),
     "all-on": ((ALL_ON,), ()),
     "all-on-deployment-mode": ((ALL_ON,), ("mode=deployment",)),
+    "opted-out": ((), ("state.persistent=false", "networkPolicy.enabled=false")),
+    "existing-claim": ((), ("mode=deployment", "state.existingClaim=my-claim")),
     "existing-secrets": (
         (),
         (
@@ -157,10 +164,12 @@ def volume(objects: list[Obj], name: str) -> Obj:
     return found[0]
 
 
-def load_config(objects: list[Obj], tmp_path: Path) -> settings.Settings:
+def load_config(
+    objects: list[Obj], tmp_path: Path, environ: dict[str, str] | None = None
+) -> settings.Settings:
     path = tmp_path / "config.ini"
     path.write_text(only(objects, "ConfigMap")["data"]["config.ini"])
-    return settings.load(path, environ={})
+    return settings.load(path, environ=environ or {})
 
 
 def mounted_file(objects: list[Obj], container_name: str, file_path: str) -> tuple[Obj, str]:
@@ -205,13 +214,20 @@ def test_rendered_objects_are_valid_kubernetes(helm: Helm, variant: str, version
 
 
 def test_default_render_has_the_expected_objects(helm: Helm) -> None:
-    kinds = sorted(o["kind"] for o in helm.variant("default"))
-    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    # Closed by default, in both modes: a NetworkPolicy, and a claim for the journal.
+    for variant in ("default", "default-deployment-mode"):
+        kinds = sorted(o["kind"] for o in helm.variant(variant))
+        assert kinds == [
+            "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service",
+            "ServiceAccount",
+        ], variant  # fmt: skip
     kinds = sorted(o["kind"] for o in helm.variant("all-on"))
     assert kinds == [
-        "ConfigMap", "Deployment", "NetworkPolicy", "Secret", "Secret", "Service",
-        "ServiceAccount", "ServiceMonitor",
+        "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Secret", "Secret",
+        "Service", "ServiceAccount", "ServiceMonitor",
     ]  # fmt: skip
+    kinds = sorted(o["kind"] for o in helm.variant("opted-out"))
+    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
 
 
 def test_service_monitor_scrapes_the_ops_port(helm: Helm) -> None:
@@ -344,10 +360,13 @@ def test_all_on_values_set_every_value_of_values_yaml() -> None:
             elif isinstance(value, dict) and value and isinstance(other[key], dict):
                 yield from missing(value, other[key], f"{prefix}{key}.")
 
-    # Alternatives to what all-on sets (existing Secrets instead of chart-made ones, an
-    # emptyDir's size instead of a claim), covered by the "existing-secrets" and default
-    # variants.
-    alternatives = ["remoteKubeconfig.existingSecret", "ssh.existingSecret", "state.sizeLimit"]
+    # Alternatives to what all-on sets (existing Secrets and claim instead of chart-made
+    # ones, an emptyDir's size instead of a claim), covered by the "existing-secrets",
+    # "existing-claim" and "opted-out" variants.
+    alternatives = [
+        "remoteKubeconfig.existingSecret", "ssh.existingSecret", "state.existingClaim",
+        "state.sizeLimit",
+    ]  # fmt: skip
     assert list(missing(defaults, all_on, "")) == alternatives
 
 
@@ -360,7 +379,7 @@ def test_chart_knows_exactly_the_settings_keys() -> None:
 
 
 def test_deployment_mode_serves_the_plugin_api_on_tcp(helm: Helm, tmp_path: Path) -> None:
-    for variant in ("default", "all-on-deployment-mode"):
+    for variant in ("default-deployment-mode", "all-on-deployment-mode"):
         objects = helm.variant(variant)
         config = load_config(objects, tmp_path)
         (listen,) = config.app.listen
@@ -373,7 +392,7 @@ def test_deployment_mode_serves_the_plugin_api_on_tcp(helm: Helm, tmp_path: Path
         assert "InterLinkConfig.yaml" not in only(objects, "ConfigMap")["data"]
 
 
-@pytest.mark.parametrize("variant", ["default-sidecar-mode", "all-on"])
+@pytest.mark.parametrize("variant", ["default", "all-on"])
 def test_sidecar_mode_shares_the_socket_through_an_emptydir(
     helm: Helm, variant: str, tmp_path: Path
 ) -> None:
@@ -408,6 +427,125 @@ def test_sidecar_mode_shares_the_socket_through_an_emptydir(
     assert re.fullmatch(
         r"ghcr\.io/interlink-hq/interlink/interlink:\d+\.\d+\.\d+(@.*)?", interlink["image"]
     )
+
+
+# --- closed by default (README "Security") --------------------------------------------
+
+
+def test_sidecar_mode_over_a_unix_socket_is_the_default(helm: Helm, tmp_path: Path) -> None:
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["mode"] == "sidecar"
+    config = load_config(helm.variant("default"), tmp_path)
+    assert [a.kind for a in config.app.listen] == [ListenKind.UNIX]
+
+
+def ingress_rules(policy: Obj) -> dict[str, list[Obj]]:
+    """Port name -> the peers admitted to it."""
+    rules: dict[str, list[Obj]] = {}
+    for rule in policy["spec"]["ingress"]:
+        (port,) = rule["ports"]
+        assert port["protocol"] == "TCP"
+        assert rule["from"], f"port {port['port']}: no 'from' admits every source"
+        rules[port["port"]] = rule["from"]
+    return rules
+
+
+@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - {"opted-out"}))
+def test_network_policy_covers_every_port_open_beyond_loopback(
+    helm: Helm, variant: str, tmp_path: Path
+) -> None:
+    objects = helm.variant(variant)
+    policy = only(objects, "NetworkPolicy")
+    template = only(objects, "Deployment")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        template["metadata"]["labels"].items()
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = ingress_rules(policy)
+    # Every port of the pod has its rule, and the policy admits nothing else.
+    ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    assert set(rules) == ports
+    # Every listener of the sidecar that is not loopback is a port of the pod.
+    config = load_config(objects, tmp_path)
+    declared = {p["containerPort"]: p["name"] for p in container(objects, "sidecar")["ports"]}
+    listening = [(config.app.ops_address, config.app.ops_port)] + [
+        (a.host, a.port) for a in config.app.listen if a.kind is ListenKind.TCP
+    ]
+    for host, port in listening:
+        if not insecure.is_loopback(host):
+            assert declared.get(port) in rules, f"{host}:{port} is open and not in the policy"
+
+
+def test_default_network_policy_admits_the_release_namespace_and_monitoring(helm: Helm) -> None:
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    for variant, api in (("default", "interlink"), ("default-deployment-mode", "plugin")):
+        rules = ingress_rules(only(helm.variant(variant), "NetworkPolicy"))
+        assert rules == {
+            # No namespaceSelector: pods of the policy's (the release's) namespace only.
+            api: [{"podSelector": {}}],
+            "ops": [{"podSelector": {}, "namespaceSelector": monitoring}],
+        }, variant
+    rules = ingress_rules(only(helm.variant("all-on"), "NetworkPolicy"))
+    assert rules["interlink"][0]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "virtual-kubelet"}
+    }
+    assert rules["interlink"][1] == {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    assert rules["ops"][1] == {"namespaceSelector": monitoring}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_sidecar_warns_only_about_listeners_the_policy_guards(
+    helm: Helm, variant: str, tmp_path: Path
+) -> None:
+    config = load_config(helm.variant(variant), tmp_path)
+    keys = {line.split(":")[0] for line in insecure.findings(config)}
+    tcp = any(a.kind is ListenKind.TCP for a in config.app.listen)
+    # The kubelet probes the pod IP: the ops server cannot be on loopback in a pod.
+    assert keys == {"app.ops_address"} | ({"app.socket_address"} if tcp else set())
+
+
+def test_the_pods_own_namespace_is_refused_as_a_remote_namespace(
+    helm: Helm, tmp_path: Path
+) -> None:
+    objects = helm.variant("default")
+    env = {e["name"]: e for e in container(objects, "sidecar")["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # What the kubelet puts there: the release's namespace.
+    config = load_config(objects, tmp_path, {"POD_NAMESPACE": NAMESPACE})
+    for remote in (NAMESPACE, "kube-system", "kube-public", "kube-node-lease"):
+        with pytest.raises(WireError, match=f"remote namespace '{remote}' is refused") as caught:
+            check_remote_namespace(remote, local_namespace=remote, offloading=config.offloading)
+        assert caught.value.status == 403
+    check_remote_namespace("default", local_namespace="default", offloading=config.offloading)
+
+
+def test_the_journal_is_on_a_claim_by_default(helm: Helm, tmp_path: Path) -> None:
+    objects = helm.variant("default")
+    config = load_config(objects, tmp_path)
+    claim = only(objects, "PersistentVolumeClaim")
+    assert volume(objects, "state") == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+    }
+    mounts = {m["name"]: m for m in container(objects, "sidecar")["volumeMounts"]}
+    assert mounts["state"]["mountPath"] == config.app.state_dir
+    assert not mounts["state"].get("readOnly")
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+    }  # no storageClassName: the cluster's default class
+    # One pod at a time holds the ReadWriteOnce claim.
+    deployment = only(objects, "Deployment")["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+
+    existing = helm.variant("existing-claim")
+    assert not by_kind(existing, "PersistentVolumeClaim")
+    assert volume(existing, "state")["persistentVolumeClaim"] == {"claimName": "my-claim"}
+    assert volume(helm.variant("opted-out"), "state")["emptyDir"] == {"sizeLimit": "64Mi"}
+    no_class = only(helm.render((), ("state.storageClass=-",)), "PersistentVolumeClaim")
+    assert no_class["spec"]["storageClassName"] == ""
+    all_on = only(helm.variant("all-on"), "PersistentVolumeClaim")["spec"]
+    assert all_on["storageClassName"] == "fast-ssd"
+    assert all_on["resources"]["requests"]["storage"] == "2Gi"
 
 
 def test_images_default_to_the_app_version(helm: Helm) -> None:
@@ -447,6 +585,10 @@ def test_checksums_roll_the_pod_when_config_or_secrets_change(helm: Helm) -> Non
         (("config.log.level=a\nb",), "config.log.level: must be one line"),
         (("config.tcp_tunnel.enabled=true",), "set ssh.privateKey or ssh.existingSecret"),
         (
+            ("state.persistent=false", "state.existingClaim=x"),
+            "state: existingClaim is set but persistent is false",
+        ),
+        (
             ("remoteKubeconfig.kubeconfig=x", "remoteKubeconfig.existingSecret=y"),
             "remoteKubeconfig: set kubeconfig or existingSecret, not both",
         ),
@@ -477,9 +619,25 @@ def test_notes_say_how_to_connect_and_what_is_missing(helm: Helm, tmp_path: Path
         return text
 
     default = render()
-    assert 'SidecarURL: "http://rel-interlink-k8s-sidecar.ns.svc"' in default
-    assert 'SidecarPort: "4000"' in default
+    assert "Sidecar mode (the recommended one)" in default
+    assert 'InterlinkURL: "http://rel-interlink-k8s-sidecar.ns.svc"' in default
+    assert "unix:///var/run/interlink/plugin.sock" in default
     assert "create secret generic rel-interlink-k8s-sidecar-remote-kubeconfig" in default
+    assert "The NetworkPolicy rel-interlink-k8s-sidecar admits" in default
+    assert "in the namespace ns" in default and "monitoring" in default
+    assert (
+        "journal (app.state_dir) lives on the PersistentVolumeClaim\nrel-interlink-k8s-sidecar-state"
+        in default
+    )
+    assert "WARNING" not in default
+    deployment = render("--set", "mode=deployment")
+    assert 'SidecarURL: "http://rel-interlink-k8s-sidecar.ns.svc"' in deployment
+    assert 'SidecarPort: "4000"' in deployment
+    assert "admits to the plugin API port only" in deployment
+    opted_out = render("--set", "state.persistent=false", "--set", "networkPolicy.enabled=false")
+    assert "WARNING: state.persistent is false" in opted_out
+    assert "LOST whenever the pod is replaced" in opted_out
+    assert "WARNING: networkPolicy.enabled is false" in opted_out
     sidecar = render(
         "-f", str(ALL_ON), "--set", "config.tcp_tunnel.insecure_skip_host_key_check=true"
     )

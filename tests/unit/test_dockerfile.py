@@ -4,7 +4,8 @@ What can be checked from the files: the Dockerfile parses (a small parser of its
 instructions, continuations and heredocs below), every COPY source exists and survives
 .dockerignore (the same pattern rules as Docker's), the base image is pinned to a full
 Python version, the final stage runs as uid 10001 from the wheel only with no build
-tools, the image's default config loads and matches EXPOSE/VOLUME; and that the build
+tools, the image's default config loads, is closed (a unix socket and loopback, no
+EXPOSE, nothing the sidecar warns about) and matches VOLUME; and that the build
 context the Dockerfile copies builds a wheel with every package and data file, whose
 entry point runs.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from sidecar import settings
+from sidecar import insecure, settings
 from sidecar.settings import ListenKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,7 +340,7 @@ def test_final_stage_runs_as_uid_10001_with_the_console_script() -> None:
     assert scripts["interlink-k8s-sidecar"] == "sidecar.__main__:main"
 
 
-def test_default_config_loads_and_matches_expose_and_volume(tmp_path: Path) -> None:
+def test_default_config_is_closed_and_matches_volume(tmp_path: Path) -> None:
     final = stages()[1]
     env = {
         k: v
@@ -353,17 +354,24 @@ def test_default_config_loads_and_matches_expose_and_volume(tmp_path: Path) -> N
     path.write_text(config_copy.heredocs[0][1])
     config = settings.load(path, environ={})
 
-    exposed = {int(p.split("/")[0]) for e in final.all("EXPOSE") for p in e.value.split()}
-    (tcp,) = [a for a in config.app.listen if a.kind is ListenKind.TCP]
-    assert tcp.host == "0.0.0.0" and config.app.ops_address == "0.0.0.0"
-    assert exposed == {tcp.port, config.app.ops_port}
+    # Closed by default (README "Security"): the plugin API has no authentication, so
+    # the image opens no port; interLink shares the socket's volume.
+    (listen,) = config.app.listen
+    assert listen.kind is ListenKind.UNIX, "the plugin API on a unix socket"
+    assert config.app.socket_mode == 0o660, "interLink's group may connect, nobody else"
+    assert insecure.is_loopback(config.app.ops_address)
+    assert not final.all("EXPOSE"), "nothing listens outside the container"
+    assert insecure.findings(config) == []
 
     volumes = {v for i in final.all("VOLUME") for v in i.flags_and_args()[1]}
-    assert config.app.state_dir in volumes, "the only place the process writes"
-    assert any(
-        f"-o {NON_ROOT_UID} -g {NON_ROOT_UID}" in r.value and config.app.state_dir in r.value
-        for r in final.all("RUN")
-    ), "the state dir must exist and belong to the runtime user"
+    socket_dir = str(Path(listen.path).parent)
+    # The only places the process writes; volumes, so that --read-only works.
+    assert {config.app.state_dir, socket_dir} <= volumes
+    for directory in (config.app.state_dir, socket_dir):
+        assert any(
+            f"-o {NON_ROOT_UID} -g {NON_ROOT_UID}" in r.value and directory in r.value
+            for r in final.all("RUN")
+        ), f"{directory} must exist and belong to the runtime user"
 
 
 def test_build_context_makes_a_complete_wheel_whose_entry_point_runs(tmp_path: Path) -> None:

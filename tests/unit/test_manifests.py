@@ -179,6 +179,35 @@ def test_deployment_config_loads_and_matches_the_pod(tmp_path: Path) -> None:
     assert str(api_port) == interlink["InterlinkPort"]
 
 
+def test_deployment_example_is_closed_like_the_chart(tmp_path: Path) -> None:
+    data = named(DEPLOYMENT, "ConfigMap", "interlink-sidecar-config")["data"]
+    config = tmp_path / "config.ini"
+    config.write_text(data["config.ini"])
+    deployment = named(DEPLOYMENT, "Deployment", "interlink-sidecar")["spec"]["template"]
+    containers = {c["name"]: c for c in deployment["spec"]["containers"]}
+    env = {e["name"]: e for e in containers["sidecar"]["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    settings = load(config, {"POD_NAMESPACE": "interlink"})
+    assert settings.offloading.own_namespace == "interlink"
+    assert "kube-system" in settings.offloading.namespace_deny
+    # The plugin API on no network: the only TCP listener is the ops server.
+    assert [a.kind.value for a in settings.app.listen] == ["unix"]
+
+    # The journal on a claim.
+    (state,) = [v for v in deployment["spec"]["volumes"] if v["name"] == "state"]
+    claim = named(DEPLOYMENT, "PersistentVolumeClaim", state["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+    # Every port of the pod admitted by the NetworkPolicy, from somebody in particular.
+    policy = named(DEPLOYMENT, "NetworkPolicy", "interlink-sidecar")["spec"]
+    labels = deployment["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    rules = {rule["ports"][0]["port"]: rule["from"] for rule in policy["ingress"]}
+    ports = {p["name"] for c in containers.values() for p in c.get("ports", [])}
+    assert set(rules) == ports and all(rules.values())
+
+
 def test_deployment_config_has_only_known_sections() -> None:
     data = named(DEPLOYMENT, "ConfigMap", "interlink-sidecar-config")["data"]
     parser = configparser.ConfigParser(interpolation=None)

@@ -1,5 +1,7 @@
-"""Probes: /readyz turns 503 once shutdown starts or while the remote server is away;
-/healthz names a root task that ended; /metrics exposes the catalogue."""
+"""Probes: /readyz says whether the plugin API serves (503 only while starting and once
+shutdown starts; the remote and the gateway are in its body); /healthz names a root
+task that ended or one that makes no progress, and lists dead deletes without failing;
+/metrics exposes the catalogue."""
 
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ async def test_probes_follow_the_process_state(aiohttp_client: ClientFactory) ->
 
     response = await client.get("/readyz")
     assert response.status == 503
-    assert "not checked yet" in await response.text()
+    assert "first remote check" in await response.text()
 
-    health.record(up=True, detail="version v1.35.4")
+    health.record(up=True, detail="namespace default read from storage")
     assert (await client.get("/readyz")).status == 200
     assert (await client.get("/healthz")).status == 200
 
@@ -46,3 +48,44 @@ async def test_probes_follow_the_process_state(aiohttp_client: ClientFactory) ->
 
     metrics_text = await (await client.get("/metrics")).text()
     assert 'sidecar_build_info{version="test"} 1.0' in metrics_text
+
+
+async def test_readiness_does_not_follow_the_remote(aiohttp_client: ClientFactory) -> None:
+    """A remote outage is in /readyz's body, never in its status: readiness that
+    followed it would drop interLink's /delete calls (interLink never retries one)."""
+    state, health = ProcessState(), RemoteHealth()
+    client = await aiohttp_client(
+        make_ops_app(
+            state=state, health=health, metrics=make_metrics(CollectorRegistry(), version="test")
+        )
+    )
+    health.record(up=True, detail="namespace default read from storage")
+    health.record(up=False, detail="no answer within 5 s")
+    response = await client.get("/readyz")
+    assert response.status == 200
+    body = await response.text()
+    assert body.startswith("ok\n") and "unreachable since" in body and "no answer" in body
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_faults_fail_liveness_and_notes_do_not(aiohttp_client: ClientFactory) -> None:
+    faults: list[str] = []
+    notes: list[str] = []
+    state = ProcessState(faults=lambda: faults, notes=lambda: notes)
+    health = RemoteHealth()
+    health.record(up=True, detail="ok")
+    client = await aiohttp_client(
+        make_ops_app(
+            state=state, health=health, metrics=make_metrics(CollectorRegistry(), version="test")
+        )
+    )
+    notes.append("janitor: 1 delete(s) given up on (dead-letter)")
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert "given up on" in await response.text()
+
+    faults.append("janitor: app.state_dir: cannot write the journal: read-only file system")
+    response = await client.get("/healthz")
+    assert response.status == 503
+    assert "read-only file system" in await response.text()
+    assert (await client.get("/readyz")).status == 200  # the plugin API still serves

@@ -187,3 +187,41 @@ def test_tunnel_ciphers_prefer_aes_gcm_and_reject_unknown_names() -> None:
                 "TCP_TUNNEL_CIPHERS": "aes128-ctr,arcfour,rot13",
             },
         )
+
+
+def test_namespace_guard_defaults_deny_the_system_namespaces() -> None:
+    loaded = settings.load(None, {"APP_SOCKET_ADDRESS": "unix:///x.sock"})
+    assert loaded.offloading.namespace_deny == ("kube-system", "kube-public", "kube-node-lease")
+    assert loaded.offloading.namespace_allow == ()
+    assert loaded.offloading.own_namespace == ""
+
+
+def test_namespace_lists_take_names_and_prefix_patterns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL + '[offloading]\nnamespace_deny = ["kube-*", "team-a"]\n'
+        'namespace_allow = ["offloading-*", "*"]\n',
+    )
+    loaded = settings.load(path, {"POD_NAMESPACE": "interlink"})
+    assert loaded.offloading.namespace_deny == ("kube-*", "team-a")
+    assert loaded.offloading.namespace_allow == ("offloading-*", "*")
+    assert loaded.offloading.own_namespace == "interlink"
+    emptied = settings.load(path, {"OFFLOADING_NAMESPACE_DENY": "[]"})
+    assert emptied.offloading.namespace_deny == ()
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OFFLOADING_NAMESPACE_DENY": '"kube-system"'}, "offloading.namespace_deny (from"),
+        ({"OFFLOADING_NAMESPACE_DENY": '["Kube-System"]'}, "'Kube-System' is neither"),
+        ({"OFFLOADING_NAMESPACE_ALLOW": '["team-*-dev"]'}, "offloading.namespace_allow"),
+        ({"OFFLOADING_NAMESPACE_ALLOW": '["' + "a" * 64 + '"]'}, "is neither a namespace"),
+        ({"POD_NAMESPACE": "not a namespace"}, "$POD_NAMESPACE: 'not a namespace'"),
+    ],
+)
+def test_namespace_guard_mistakes_name_the_key(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        settings.load(None, {"APP_SOCKET_ADDRESS": "unix:///x.sock", **environ})
+    assert message in str(caught.value)
+    assert len(caught.value.problems) == 1

@@ -45,7 +45,7 @@ def test_create_accepts_one_object_or_a_list_of_one() -> None:
             {"pod": {"metadata": {"name": 3, "namespace": "d", "uid": UID}, "spec": {}}},
             "pod.metadata.name: expected a string",
         ),
-        ({"container": []}, "pod: expected a JSON object, got null"),
+        ({"container": []}, "pod: expected an object, got null"),
         ([], "expected one RetrievedPodData"),
     ],
 )
