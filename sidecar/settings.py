@@ -27,7 +27,7 @@ import enum
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -139,6 +139,11 @@ class AppSettings:
     ``/create`` of it arriving late (interLink sends create and delete from goroutines,
     so a delete can overtake its create) is refused instead of offloading a pod nobody
     will ever delete."""
+
+
+# The [app] keys that are AppSettings fields as they are (socket_address and
+# socket_port become ``listen``; the upstream-only keys are ignored).
+_APP_FIELDS = frozenset(f.name for f in fields(AppSettings)) - {"listen"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -750,22 +755,8 @@ def load(
     app = parsed["app"]
     return Settings(
         app=AppSettings(
-            name=app["name"],
-            version=app["version"],
-            listen=listen,
-            socket_mode=app["socket_mode"],
-            ops_address=app["ops_address"],
-            ops_port=app["ops_port"],
-            shutdown_timeout_seconds=app["shutdown_timeout_seconds"],
-            state_dir=app["state_dir"],
-            janitor_max_backoff_seconds=app["janitor_max_backoff_seconds"],
-            delete_tombstone_seconds=app["delete_tombstone_seconds"],
-            janitor_max_attempts=app["janitor_max_attempts"],
-            delete_give_up_seconds=app["delete_give_up_seconds"],
-            request_header_timeout_seconds=app["request_header_timeout_seconds"],
-            request_body_timeout_seconds=app["request_body_timeout_seconds"],
-            max_concurrent_requests=app["max_concurrent_requests"],
-            create_deadline_seconds=app["create_deadline_seconds"],
+            listen=listen,  # from socket_address and socket_port
+            **{key: value for key, value in app.items() if key in _APP_FIELDS},
         ),
         log=LogSettings(
             level=parsed["log"]["level"], requests_enabled=parsed["log"]["requests_enabled"]

@@ -13,6 +13,7 @@ the local API server applied to the pod in the first place.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sidecar.api.shape import WireError, preview
 
@@ -31,52 +32,53 @@ _DNS_SUBDOMAIN = re.compile(
 )
 
 
-def _refuse(path: str, value: str, rule: str) -> WireError:
-    return WireError(422, f"{path}: {preview(value)} ({len(value)} characters) is not {rule}")
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    pattern: re.Pattern[str]
+    max_length: int
+    what: str
+    """What a value must be, as the refusal says it."""
+
+    def check(self, value: str, path: str) -> str:
+        if len(value) > self.max_length or not self.pattern.fullmatch(value):
+            raise WireError(
+                422, f"{path}: {preview(value)} ({len(value)} characters) is not {self.what}"
+            )
+        return value
+
+
+_UID = _Rule(
+    _LABEL_VALUE,
+    LABEL_VALUE_MAX,
+    "a valid pod uid: it is used as a Kubernetes label value (at most 63 characters: "
+    "letters, digits, '-', '_', '.', starting and ending with a letter or digit)",
+)
+_DNS_LABEL_TEXT = (
+    "a DNS label (at most 63 characters: lower-case letters, digits and '-', starting and "
+    "ending with a letter or digit)"
+)
+_NAMESPACE = _Rule(_DNS_LABEL, DNS_LABEL_MAX, f"a valid namespace: {_DNS_LABEL_TEXT}")
+_CONTAINER_NAME = _Rule(_DNS_LABEL, DNS_LABEL_MAX, f"a valid container name: {_DNS_LABEL_TEXT}")
+_POD_NAME = _Rule(
+    _DNS_SUBDOMAIN,
+    DNS_SUBDOMAIN_MAX,
+    "a valid pod name: a DNS subdomain (at most 253 characters: lower-case letters, "
+    "digits, '-' and '.', each part starting and ending with a letter or digit)",
+)
 
 
 def check_uid(value: str, path: str) -> str:
     """A pod uid: used as a label value, so it must be one (a UUID always is)."""
-    if len(value) > LABEL_VALUE_MAX or not _LABEL_VALUE.fullmatch(value):
-        raise _refuse(
-            path,
-            value,
-            "a valid pod uid: it is used as a Kubernetes label value (at most 63 "
-            "characters: letters, digits, '-', '_', '.', starting and ending with a "
-            "letter or digit)",
-        )
-    return value
+    return _UID.check(value, path)
 
 
 def check_namespace(value: str, path: str) -> str:
-    if len(value) > DNS_LABEL_MAX or not _DNS_LABEL.fullmatch(value):
-        raise _refuse(
-            path,
-            value,
-            "a valid namespace: a DNS label (at most 63 characters: lower-case letters, "
-            "digits and '-', starting and ending with a letter or digit)",
-        )
-    return value
+    return _NAMESPACE.check(value, path)
 
 
 def check_pod_name(value: str, path: str) -> str:
-    if len(value) > DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise _refuse(
-            path,
-            value,
-            "a valid pod name: a DNS subdomain (at most 253 characters: lower-case "
-            "letters, digits, '-' and '.', each part starting and ending with a letter "
-            "or digit)",
-        )
-    return value
+    return _POD_NAME.check(value, path)
 
 
 def check_container_name(value: str, path: str) -> str:
-    if len(value) > DNS_LABEL_MAX or not _DNS_LABEL.fullmatch(value):
-        raise _refuse(
-            path,
-            value,
-            "a valid container name: a DNS label (at most 63 characters: lower-case "
-            "letters, digits and '-', starting and ending with a letter or digit)",
-        )
-    return value
+    return _CONTAINER_NAME.check(value, path)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,19 @@ def create_body(pod: dict[str, Any]) -> dict[str, Any]:
         ],
         "jobConfig": {},
     }
+
+
+def ops_get(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
+    """Status and body of a GET on the sidecar's ops server (``/healthz``, ``/readyz``)."""
+    try:
+        with urllib.request.urlopen(sidecar.ops_url + path, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def ops_get_async(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
+    return await asyncio.to_thread(ops_get, sidecar, path)
 
 
 async def poll(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ from tests.integration.test_offloading import namespace_exists, remote_objects
 pytestmark = pytest.mark.controlplane
 
 ARRIVAL_TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def gate(control_plane: LocalCluster) -> Iterator[AdmissionGate]:
-    admission = AdmissionGate(control_plane)
-    admission.start()
-    try:
-        yield admission
-    finally:
-        admission.stop()
 
 
 def fresh_namespace() -> str:

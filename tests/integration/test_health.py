@@ -20,24 +20,12 @@ import pytest
 
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
-from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
-from tests.integration.plugin_client import call, poll
+from tests.fixtures.sidecar_process import StartSidecar
+from tests.integration.plugin_client import call, ops_get_async, poll
 
 pytestmark = pytest.mark.controlplane
 
 REMOTE_NAMESPACE = "offloading-default"
-
-
-def probe(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(sidecar.ops_url + path, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-async def probe_async(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
-    return await asyncio.to_thread(probe, sidecar, path)
 
 
 def new_body() -> dict[str, Any]:
@@ -80,9 +68,9 @@ async def test_etcd_down_fails_the_ping_and_creates_fast_then_recovers(
         assert time.monotonic() - started < 3, "fast, not after a 30 s hang"
         assert b"not offloaded" in answer and b"unreachable since" in answer
 
-        status, body = await probe_async(sidecar, "/readyz")
+        status, body = await ops_get_async(sidecar, "/readyz")
         assert status == 200 and "unreachable since" in body, body
-        assert (await probe_async(sidecar, "/healthz"))[0] == 200, "no restart for an outage"
+        assert (await ops_get_async(sidecar, "/healthz"))[0] == 200, "no restart for an outage"
     finally:
         control_plane.start_etcd()
     await poll(
@@ -114,7 +102,7 @@ async def test_a_remote_outage_leaves_the_plugin_serving_and_loses_no_delete(
             timeout=30,
         )
         # Readiness stays: the Service keeps its endpoint, interLink's calls arrive.
-        status, text = await probe_async(sidecar, "/readyz")
+        status, text = await ops_get_async(sidecar, "/readyz")
         assert status == 200 and "unreachable since" in text, text
         code, answer = await call(sidecar, "POST", "/delete", body["pod"])
         assert code == 200 and b"accepted" in answer, answer
@@ -217,13 +205,13 @@ async def test_a_watcher_that_cannot_watch_fails_liveness_within_its_window(
         started = time.monotonic()
         status, body = await poll(
             "/healthz to fail",
-            lambda: probe_async(broken, "/healthz"),
+            lambda: ops_get_async(broken, "/healthz"),
             lambda answer: answer[0] == 503,
             timeout=60,
         )
         assert time.monotonic() - started < 45, "within the window and a probe"
         assert "remote-watcher" in body and "no watch progress" in body, body
         assert "cannot watch" in body or "forbidden" in body.lower(), body
-        assert (await probe_async(broken, "/readyz"))[0] == 200, "the plugin API still serves"
-        status, body = await probe_async(healthy, "/healthz")
+        assert (await ops_get_async(broken, "/readyz"))[0] == 200, "the plugin API still serves"
+        status, body = await ops_get_async(healthy, "/healthz")
         assert status == 200, f"an idle healthy watch is not a stall: {body}"

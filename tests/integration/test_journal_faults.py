@@ -28,7 +28,7 @@ import pytest
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
-from tests.integration.plugin_client import call, metric_value, poll
+from tests.integration.plugin_client import call, metric_value, ops_get_async, poll
 
 pytestmark = pytest.mark.controlplane
 
@@ -137,18 +137,6 @@ async def offload_held(
     return pod
 
 
-def probe(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(sidecar.ops_url + path, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-async def probe_async(sidecar: SidecarProcess, path: str) -> tuple[int, str]:
-    return await asyncio.to_thread(probe, sidecar, path)
-
-
 def journal(state: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((state / "pending-deletes.json").read_text())
     return data
@@ -189,9 +177,9 @@ async def test_an_unwritable_journal_is_answered_honestly_and_turns_health_red(
             code, answer = await call(sidecar, "POST", "/delete", unknown)
             assert code == 200 and b"deleted" in answer, answer
 
-            status, body = await probe_async(sidecar, "/healthz")
+            status, body = await ops_get_async(sidecar, "/healthz")
             assert status == 503 and "app.state_dir" in body and error in body, body
-            status, body = await probe_async(sidecar, "/readyz")
+            status, body = await ops_get_async(sidecar, "/readyz")
             assert status == 200, "the plugin API still serves: readiness stays"
             assert metric_value(sidecar, "sidecar_janitor_journal_writable") == 0
             assert metric_value(sidecar, 'sidecar_offload_deletes_total{outcome="not_recorded"}')
@@ -201,7 +189,7 @@ async def test_an_unwritable_journal_is_answered_honestly_and_turns_health_red(
         # held is written.
         await poll(
             "/healthz to recover",
-            lambda: probe_async(sidecar, "/healthz"),
+            lambda: ops_get_async(sidecar, "/healthz"),
             lambda answer: answer[0] == 200,
             timeout=40,
         )
@@ -301,7 +289,7 @@ async def test_a_delete_that_never_finishes_becomes_a_visible_dead_letter(
             lambda dead: dead == 1,
             timeout=60,
         )
-        status, body = await probe_async(sidecar, "/healthz")
+        status, body = await ops_get_async(sidecar, "/healthz")
         assert status == 200, "a dead letter is shown, not a liveness failure"
         assert "given up on" in body and uid in body and "still terminating" in body, body
         entry = journal(state)["pending"][uid]

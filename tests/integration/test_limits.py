@@ -10,7 +10,6 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.controlplane
 
 HEADER_TIMEOUT = 3
 BODY_TIMEOUT = 3
-
-
-@pytest.fixture(scope="module")
-def gate(control_plane: LocalCluster) -> Iterator[AdmissionGate]:
-    admission = AdmissionGate(control_plane)
-    admission.start()
-    try:
-        yield admission
-    finally:
-        admission.stop()
 
 
 def port_of(url: str) -> int:
