@@ -56,6 +56,15 @@ _NAMESPACE_TERMINATING = "because it is being terminated"
 _CREATE_ATTEMPTS = 3
 
 
+def _namespace_gone(exc: RemoteError, namespace: str) -> bool:
+    """A write refused because the namespace is terminating (403) or no longer exists
+    (404 'namespaces "<name>" not found': deleted behind our back while we believed it
+    there)."""
+    if _NAMESPACE_TERMINATING in exc.message:
+        return True
+    return exc.not_found and f'namespaces "{namespace}" not found' in exc.message
+
+
 class DeletedFirst(Exception):
     """The pod's ``/delete`` arrived before its create finished: nothing (more) is written."""
 
@@ -226,7 +235,8 @@ class Offloader:
                 try:
                     pod = await self._create_all(plan)
                 except RemoteError as exc:
-                    if _NAMESPACE_TERMINATING in exc.message and attempt < _CREATE_ATTEMPTS:
+                    if _namespace_gone(exc, plan.namespace) and attempt < _CREATE_ATTEMPTS:
+                        self.remote.forget_namespace(plan.namespace)
                         continue
                     raise
                 break
@@ -275,8 +285,8 @@ class Offloader:
             self._check_not_deleted(plan.ref)
             return pod
         except RemoteError as exc:
-            if _NAMESPACE_TERMINATING in exc.message:
-                raise
+            if _namespace_gone(exc, plan.namespace):
+                raise  # nothing of ours can be in it: _create_locked makes it again
             undone = await self._roll_back(plan, created, namespace_created)
             self._metrics.creates.labels("failed").inc()
             # Refused by the remote API server's validation or admission (PodSecurity,

@@ -9,6 +9,7 @@ import json
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
@@ -179,6 +180,44 @@ async def test_repeated_create_returns_the_same_jid(
     for code, _ in [await call(sidecar_module, "POST", "/delete", body["pod"]) for _ in range(2)]:
         assert code == 200
     await wait_all_gone(control_plane, "offloading-default", [uid])
+
+
+async def test_a_namespace_deleted_behind_our_back_is_made_again(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster
+) -> None:
+    """The sidecar remembers the namespaces it made sure of (no read before each create);
+    one deleted by someone else must not make the next create fail."""
+    namespace = f"gone-{uuid.uuid4().hex[:6]}"
+    remote_namespace = f"offloading-{namespace}"
+    bodies = []
+    for index in range(2):
+        body = podshapes.env_refs(str(uuid.uuid4()))
+        body["pod"]["metadata"] |= {"namespace": namespace, "name": f"gone-{index}"}
+        bodies.append(body)
+    code, answer = await call(sidecar_module, "POST", "/create", bodies[0])
+    assert code == 200, answer
+    # Someone else removes the namespace (and the first pod with it).
+    await asyncio.to_thread(
+        control_plane.request, "DELETE", f"/api/v1/namespaces/{remote_namespace}"
+    )
+
+    async def namespace_gone() -> bool:
+        try:
+            await asyncio.to_thread(
+                control_plane.request, "GET", f"/api/v1/namespaces/{remote_namespace}"
+            )
+        except urllib.error.HTTPError as exc:
+            return exc.code == 404
+        return False
+
+    await poll("the namespace to be gone", namespace_gone, lambda gone: gone, timeout=90)
+    code, answer = await call(sidecar_module, "POST", "/create", bodies[1])
+    assert code == 200, answer
+    uid = bodies[1]["pod"]["metadata"]["uid"]
+    assert len(remote_objects(control_plane, remote_namespace, uid)["Pod"]) == 1
+    for body in bodies:
+        assert (await call(sidecar_module, "POST", "/delete", body["pod"]))[0] == 200
+    await wait_all_gone(control_plane, remote_namespace, [uid])
 
 
 async def test_fifty_concurrent_creates_and_deletes(
