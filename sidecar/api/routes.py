@@ -33,7 +33,7 @@ from sidecar.settings import OffloadingSettings
 from sidecar.status import mapping
 from sidecar.status.absence import why_absent
 from sidecar.status.asked import note_logs, note_status
-from sidecar.status.cache import StatusCache, owner_of
+from sidecar.status.cache import StatusCache, made_for
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     remote = request.app[REMOTE_KEY]
     namespace = _remote_namespace(request, req.ref.namespace)
     pod = request.app[CACHE_KEY].get_for(req.ref) or await remote.find_pod(namespace, req.ref.uid)
-    if pod is not None and owner_of(pod) not in (None, (req.ref.namespace, req.ref.name)):
+    if pod is not None and not made_for(pod, req.ref):
         pod = None  # the uid belongs to another local pod: not this caller's logs
     if pod is None:
         return error_response(

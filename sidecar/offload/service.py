@@ -43,7 +43,7 @@ from sidecar.offload.validation import schema_version, validate_in_thread
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
-from sidecar.status.cache import StatusCache, owner_of
+from sidecar.status.cache import StatusCache, made_for, owner_of
 
 logger = logging.getLogger(__name__)
 # The authorizer's denial text (k8s.io/apiserver: 'User "<name>" cannot <verb> resource
@@ -143,8 +143,7 @@ class Offloader:
         uid = request.ref.uid
         since, count = self._creating.get(uid, (time.time(), 0))
         self._creating[uid] = (since, count + 1)
-        writing: list[str] = []
-        """Set to the remote namespace once this create starts writing."""
+        writing: list[str] = []  # the remote namespace, once this create starts writing
         try:
             async with asyncio.timeout(self._create_deadline) as deadline:
                 async with self._locks.hold(uid):
@@ -180,14 +179,14 @@ class Offloader:
         (a collision, or a forged body) is refused, never mixed with the remote pod of
         the first (the status cache and every label lookup go by uid)."""
         known = self._cache.get(ref.uid) if self._cache is not None else None
-        owner = owner_of(known) if known is not None else None
-        if owner is not None and owner != (ref.namespace, ref.name):
+        if known is not None and not made_for(known, ref):
+            owner_namespace, owner_name = owner_of(known) or ("", "")
+            remote = known.get("metadata") or {}
             self._metrics.creates.labels("invalid").inc()
             raise CreateFailed(
                 409,
-                f"pod uid {ref.uid} already belongs to pod {owner[0]}/{owner[1]}, offloaded "
-                f"as {(known or {}).get('metadata', {}).get('namespace')}/"
-                f"{(known or {}).get('metadata', {}).get('name')}; not offloading "
+                f"pod uid {ref.uid} already belongs to pod {owner_namespace}/{owner_name}, "
+                f"offloaded as {remote.get('namespace')}/{remote.get('name')}; not offloading "
                 f"{ref.namespace}/{ref.name} with the same uid",
             )
 

@@ -34,12 +34,14 @@ from sidecar.api.wire import JsonObject, WireError
 logger = logging.getLogger(__name__)
 
 
+_SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+
+
 @lru_cache(maxsize=1)
 def _available() -> tuple[tuple[int, int], ...]:
     """Minor versions whose schemas the installed kubernetes-validate carries."""
-    schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     found = set()
-    for entry in schemas.iterdir():
+    for entry in _SCHEMAS.iterdir():
         match = re.match(r"v1\.(\d+)\.(\d+)-local", entry.name)
         if match:
             found.add((int(match.group(1)), int(match.group(2))))
@@ -69,9 +71,6 @@ def _field_path(path: list[object]) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else f".{part}"
     return text
-
-
-_SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 
 
 @lru_cache(maxsize=4)

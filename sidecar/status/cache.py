@@ -40,6 +40,12 @@ def owner_of(pod: JsonObject) -> tuple[str, str] | None:
     return None
 
 
+def made_for(pod: JsonObject, ref: PodRef) -> bool:
+    """Whether remote ``pod`` was made for local pod ``ref`` (or carries no source
+    annotations to say otherwise): a uid is only trusted with the pod it came with."""
+    return owner_of(pod) in (None, (ref.namespace, ref.name))
+
+
 def _slim(pod: JsonObject) -> JsonObject:
     """Drop what ``/status`` never reads and that weighs most: managedFields (often half
     of a pod's JSON). Modifies and returns ``pod`` (an object nobody else keeps)."""
@@ -100,9 +106,7 @@ class StatusCache:
         that namespace and name (a uid is only trusted with the pod it came with: a body
         naming another pod with the same uid must not read, or be told, its JID)."""
         pod = self._pods.get(ref.uid)
-        return (
-            pod if pod is not None and owner_of(pod) in (None, (ref.namespace, ref.name)) else None
-        )
+        return pod if pod is not None and made_for(pod, ref) else None
 
     def vanished(self, pod_uid: str) -> Vanished | None:
         return self._vanished.get(pod_uid)

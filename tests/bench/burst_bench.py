@@ -35,7 +35,6 @@ from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session
 
 MiB = 1024 * 1024
-SIDECAR_USER = True
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -106,7 +105,7 @@ class ReadLatency:
                     "GET",
                     "/api/v1/namespaces/default",
                     timeout=60,
-                    token=self._cluster.sidecar_token if SIDECAR_USER else None,
+                    token=self._cluster.sidecar_token,  # as the sidecar authenticates
                 )
             self.slowest = max(self.slowest, time.monotonic() - started)
 
