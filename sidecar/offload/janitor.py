@@ -52,6 +52,8 @@ DEAD_RECHECK_SECONDS = 3600.0
 """How often a dead (given up) delete is tried again: rarely, but it clears itself."""
 JOURNAL_CHECK_SECONDS = 10.0
 """How often the journal's writability is checked when nothing else writes it."""
+WATCH_POLL_SECONDS = 0.25
+"""How often deletes awaiting the watch look whether their pod has gone."""
 AGE_MIN_TRIES = 10
 """Attempts (about four minutes of backoff) before the age cap may give an entry up."""
 
@@ -94,6 +96,8 @@ async def run_janitor(
         if orphan_pods is not None:
             group.create_task(orphan_pods.run_forever())
         group.create_task(_finish_deletes(offloader, journal, policy=policy))
+        if offloader.cleaner.namespaces is not None:
+            group.create_task(offloader.cleaner.namespaces.run_forever())
         group.create_task(_check_journal(journal, interval=journal_check))
         group.create_task(
             sweep_forever(
@@ -163,7 +167,7 @@ async def _finish_deletes(
             if offloader.creating_since(uid) is not None:
                 due.pop(uid, None)  # its create stops at its next write; its end wakes us
                 continue
-            if due.setdefault(uid, now) > now:
+            if due.setdefault(uid, now) > now and not offloader.can_finish_now(uid):
                 continue
             done = await offloader.retry_delete(uid, entry.namespace)
             if done:
@@ -206,5 +210,11 @@ async def _finish_deletes(
                 continue
             due[uid] = time.monotonic() + backoff(tries[uid], cap=policy.max_backoff)
         timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
+        if offloader.awaiting_watch():
+            # Pods deleted by name finish when the watch has seen them go: looked for in
+            # the status cache (no remote request) this often.
+            timeout = min(
+                timeout if timeout is not None else WATCH_POLL_SECONDS, WATCH_POLL_SECONDS
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout)

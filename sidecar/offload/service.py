@@ -108,7 +108,7 @@ class Offloader:
         self._creating: dict[str, tuple[float, int]] = {}
         """uid -> (wall-clock start, number) of its creates running or waiting for the lock."""
         self.activity = ActivityCounter()
-        self.cleaner = Cleaner(remote, self.activity)
+        self.cleaner = Cleaner(remote, self.activity, cache=cache)
         self.janitor_wakeup = asyncio.Event()
 
     async def schema(self) -> str:
@@ -217,7 +217,7 @@ class Offloader:
         async with self.activity.active(plan.namespace):
             self._check_not_deleted(plan.ref)
             self._check_uid_not_taken(plan.ref)
-            existing = await self.remote.find_pod(plan.namespace, plan.ref.uid)
+            existing = await self._existing_pod(plan)
             if existing is not None:
                 self._metrics.creates.labels("existing").inc()
                 await self._adopted(plan.ref.uid)
@@ -252,11 +252,23 @@ class Offloader:
         )
         return str(pod["metadata"]["uid"])
 
+    async def _existing_pod(self, plan: OffloadPlan) -> JsonObject | None:
+        """The remote pod of this local pod, if it was offloaded before. A confirmed
+        status cache holds every remote pod of ours (the watch's LIST, and every pod
+        this process created, put there at once): no remote read. Otherwise a
+        label-selected LIST (a write that meets an existing pod would find it too, but
+        an upstream-made pod can have another name)."""
+        cache = self._cache
+        if cache is not None and cache.confirmed:
+            return cache.get(plan.ref.uid)
+        return await self.remote.find_pod(plan.namespace, plan.ref.uid)
+
     async def _adopted(self, uid: str) -> None:
         """A journal entry of this (not deleted) uid holds the leftovers of an earlier
         failed rollback of the same create; this create adopted them (AlreadyExists with
         our label), so the janitor must not delete them any more."""
         if uid in self.journal:
+            self.cleaner.forget(uid)
             await self.journal.remove(uid)
 
     def _remember(self, pod: JsonObject) -> None:
@@ -271,16 +283,29 @@ class Offloader:
         current = f"Namespace {plan.namespace}"
         try:
             namespace_created = await self.remote.ensure_namespace(plan.namespace)
-            pod: JsonObject = {}
-            for obj in plan.objects():
-                # A /delete of this pod that arrived meanwhile stops the create here; the
-                # janitor, woken when this create ends, removes what was written.
-                self._check_not_deleted(plan.ref)
-                current = _describe(obj)
-                result, new = await self._create_owned(plan, obj)
-                if new:
-                    created.append(result)
-                pod = result
+            # A /delete of this pod that arrived meanwhile stops the create before each
+            # step; the janitor, woken when this create ends, removes what was written.
+            self._check_not_deleted(plan.ref)
+            data = [*plan.config_maps, *plan.secrets, *plan.pvcs]
+            # The data objects do not depend on each other: sent together. The pod
+            # mounts them, so it comes after all of them.
+            results = await asyncio.gather(
+                *(self._create_owned(plan, obj) for obj in data), return_exceptions=True
+            )
+            failure: BaseException | None = None
+            for obj, result in zip(data, results, strict=True):
+                if isinstance(result, BaseException):
+                    if failure is None:
+                        failure, current = result, _describe(obj)
+                elif result[1]:
+                    created.append(result[0])
+            if failure is not None:
+                raise failure
+            self._check_not_deleted(plan.ref)
+            current = _describe(plan.pod)
+            pod, new = await self._create_owned(plan, plan.pod)
+            if new:
+                created.append(pod)
             self._check_not_deleted(plan.ref)
             return pod
         except RemoteError as exc:
@@ -419,6 +444,15 @@ class Offloader:
             why = "its pods are still terminating (grace period or finalizers)"
             self.journal.note_failure(pod_uid, why, answered=True)
         return done
+
+    def can_finish_now(self, pod_uid: str) -> bool:
+        """The pod of this journalled delete was deleted by name and the watch has seen
+        it go: its next attempt finishes it without a remote read."""
+        return self.cleaner.awaiting_gone(pod_uid)
+
+    def awaiting_watch(self) -> bool:
+        """Whether a journalled delete waits for the watch to see its pod go."""
+        return self.cleaner.awaiting()
 
     def note_retry(self) -> None:
         self._metrics.janitor_retries.inc()

@@ -47,6 +47,12 @@ class FakeOffloader:
     def note_retry(self) -> None:
         self.retries += 1
 
+    def can_finish_now(self, pod_uid: str) -> bool:
+        return False
+
+    def awaiting_watch(self) -> bool:
+        return False
+
 
 @contextlib.asynccontextmanager
 async def running(
