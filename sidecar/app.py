@@ -112,7 +112,9 @@ async def run(
     metrics.cache_pods.set_function(lambda: len(cache))
     metrics.cache_age.set_function(cache.age_seconds)
     register_phase_collector(metrics.registry, cache.phases)
-    watcher = Watcher(remote, cache, settings=settings.k8s, metrics=metrics)
+    health = RemoteHealth()
+    # The prober's recoveries end the watcher's backoff sleep (and it asks for a check).
+    watcher = Watcher(remote, cache, settings=settings.k8s, metrics=metrics, health=health)
     metrics.watch_progress_age.set_function(watcher.progress_age)
     offloader = Offloader(
         cache=cache,
@@ -137,7 +139,6 @@ async def run(
         policy=settings.offloading.orphan_policy,
         local=local_pods,
     )
-    health = RemoteHealth()
     tasks = RootTasks()
     state = ProcessState(
         alive=tasks.alive,

@@ -74,6 +74,9 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the
+    # process: spawn from a thread that lives as long as the cluster (never from
+    # asyncio.to_thread, whose worker threads end when their pool is shut down).
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -231,6 +234,11 @@ class LocalCluster:
     def start_apiserver(self, *, timeout: float = 60) -> None:
         """Start kube-apiserver again, same port and flags; returns once it is ready."""
         self._start_again("kube-apiserver", timeout=timeout)
+
+    def spawn_apiserver(self) -> None:
+        """Start kube-apiserver again, same port and flags, without waiting for it (call
+        from the thread that started the cluster: see ``_die_with_parent``)."""
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
 
     def stop_etcd(self) -> None:
         """Stop etcd only: the API server keeps answering what needs no storage

@@ -103,8 +103,9 @@ class Cleaner:
         )
         """Where finished deletes note their namespace (the janitor runs it); without a
         cache, each finished delete checks its namespace at once."""
-        self._awaited: dict[str, bool] = {}
-        """uid -> whether it mounts PVCs: pods deleted by name whose end the watch shows."""
+        self._awaited: dict[str, tuple[str, bool]] = {}
+        """uid -> (its namespace, whether it mounts PVCs): pods deleted by name, whose
+        end the watch shows."""
 
     def awaiting_gone(self, pod_uid: str) -> bool:
         """Whether the pod was deleted by name and the cache no longer holds it: the
@@ -134,7 +135,8 @@ class Cleaner:
                 await self._delete_known(pod, pod_uid)
                 return False  # the watch shows its end; awaiting_gone() says when
             if pod_uid in self._awaited:
-                mounts_pvcs = self._awaited.pop(pod_uid)
+                # Where the pod was (the journal's namespace, unless the prefix changed).
+                namespace, mounts_pvcs = self._awaited.pop(pod_uid)
                 if mounts_pvcs:
                     await self._delete_unused_pvcs(namespace, pod_uid)
                 await self._namespace_done(namespace)
@@ -160,7 +162,7 @@ class Cleaner:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        self._awaited[pod_uid] = bool(_claims(pod))
+        self._awaited[pod_uid] = (namespace, bool(_claims(pod)))
 
     async def _cleanup_by_label(self, namespace: str, pod_uid: str) -> bool:
         remote = self._remote
@@ -182,7 +184,9 @@ class Cleaner:
             await self.delete_namespace_if_empty(namespace)
 
     async def _delete_unused_pvcs(self, namespace: str, pod_uid: str) -> None:
-        pvcs = await self._remote.list_objects("PersistentVolumeClaim", namespace)
+        pvcs = await self._remote.list_objects(
+            "PersistentVolumeClaim", namespace, selector=naming.OURS_SELECTOR
+        )
         ours = [
             pvc
             for pvc in pvcs
@@ -226,11 +230,12 @@ class Cleaner:
             return  # not created by us (or upstream): never deleted
         if (found.get("status") or {}).get("phase") == "Terminating":
             return
-        ours = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
         for kind in (*_KINDS_BY_UID, "PersistentVolumeClaim"):
             # One object is enough to know the namespace is in use: reading all of them
             # cost every delete as much as the namespace holds (and its memory).
-            if await self._remote.list_objects(kind, namespace, selector=ours, limit=1):
+            if await self._remote.list_objects(
+                kind, namespace, selector=naming.OURS_SELECTOR, limit=1
+            ):
                 return
         # No await between this check and the call: a create cannot slip in between.
         if self._activity.count(namespace) > own_creates:

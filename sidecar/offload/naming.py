@@ -82,6 +82,10 @@ def ownership_annotations(*, source_uid: str, name: str, namespace: str) -> dict
     }
 
 
+OURS_SELECTOR = f"{OFFLOADING_LABEL}={OFFLOADING_VALUE}"
+"""Label selector for every remote object the sidecar (or upstream) made."""
+
+
 def pod_selector(pod_uid: str) -> str:
     """Label selector for all remote objects of one local pod."""
     return f"{OFFLOADING_LABEL}={OFFLOADING_VALUE},{POD_UID_LABEL}={pod_uid}"

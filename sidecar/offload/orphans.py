@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 ORPHAN_GRACE_SECONDS = 600.0
 SWEEP_INTERVAL_SECONDS = 300.0
-_OURS = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
+_OURS = naming.OURS_SELECTOR
 
 HoldUid = Callable[[str], AbstractAsyncContextManager[None]]
 

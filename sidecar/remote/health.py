@@ -15,11 +15,19 @@ NotReady), ``/create`` (``create_refusal``: 503 at once instead of a 30 s hang),
 ``/readyz``'s body and ``sidecar_remote_up``. Never readiness itself: a sidecar that
 drops out of its Service while the remote is down loses the ``/delete`` calls that the
 journal exists to keep.
+
+Recovery: while the verdict is "unreachable" the check runs every
+``DOWN_INTERVAL_SECONDS`` instead of every ``interval``, so a server that is back is seen
+within half a second, and each return to "serving" (``recoveries``) ends the watcher's
+backoff sleep at once (``sidecar.status.watcher``). The watcher, when the server stops
+answering it, asks for a check at once (``ask``): an outage shorter than ``interval``
+is seen too, so its end wakes the watcher as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +43,11 @@ PROBE_NAMESPACE = "default"
 """Exists in every cluster (and cannot be deleted); a 404 would prove a storage read too."""
 PROBE_TIMEOUT_SECONDS = 5.0
 """A storage read that has not answered by then counts as down (etcd unreachable)."""
+DOWN_INTERVAL_SECONDS = 0.5
+"""The check's period while the verdict is "unreachable": a refused connection costs
+nothing, a hanging read is bounded by ``PROBE_TIMEOUT_SECONDS`` anyway, an error answer
+(e.g. 403 without the ``get namespaces`` right) is a cheap refusal, and the server's
+return is seen this soon (the ping, ``/create`` and the watcher wait for it)."""
 LOOP_TICK_SECONDS = 0.25
 """Granularity of the check's clock (``within``): a stall of this process's own event
 loop counts for at most this long."""
@@ -79,13 +92,47 @@ class RemoteHealth:
     detail: str = "not checked yet"
     resources: dict[str, Any] = field(default_factory=dict)
     """``PingResponse.resources`` of the last capacity measurement (may be empty)."""
+    recoveries: int = 0
+    """How many times a verdict "serving" followed one of "unreachable"."""
+    _recovered: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    """Set (and replaced) at each recovery: what ``recovery_after`` waits on."""
+    _asked: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    """Set by ``ask``: the prober's pause ends at once."""
 
     def record(self, *, up: bool, detail: str) -> None:
         if up != self.up or not self.checked:
             self.since = time.time()
             log = logger.info if up else logger.warning
             log("remote API server %s: %s", "serving" if up else "unreachable", detail)
+        if up and self.checked and not self.up:
+            self.recoveries += 1
+            self._recovered.set()
+            self._recovered = asyncio.Event()
         self.up, self.checked, self.detail = up, True, detail
+
+    def ask(self) -> None:
+        """Ask the prober for a check now rather than at the end of its pause (the
+        watcher does when the server stopped answering it). A check already running
+        when asked is followed by another one."""
+        self._asked.set()
+
+    async def recovery_after(self, seen: int, *, timeout: float) -> bool:
+        """Wait until ``recoveries`` is past ``seen`` (True), at most ``timeout``
+        seconds (False)."""
+        if self.recoveries > seen:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._recovered.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        """The prober's pause between checks: ``seconds``, or until someone asks."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._asked.wait()
 
     def describe(self) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
@@ -123,14 +170,16 @@ async def probe_forever(
     check: Callable[[], Awaitable[str]],
     *,
     interval: float,
+    down_interval: float = DOWN_INTERVAL_SECONDS,
     timeout: float = PROBE_TIMEOUT_SECONDS,
     measure: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     measure_every: float = 30.0,
     on_change: Callable[[bool], None] | None = None,
     served_since: Callable[[float], bool] | None = None,
 ) -> None:
-    """Run ``check`` every ``interval`` seconds (at most ``timeout`` each); runs until
-    cancelled.
+    """Run ``check`` every ``interval`` seconds (at most ``timeout`` each), every
+    ``down_interval`` while the verdict is "unreachable", and at once when asked
+    (``health.ask``); runs until cancelled.
 
     Never returns normally and never raises except CancelledError: a failed check is a
     verdict (``health.up = False``), not an error. ``measure`` (the node capacity for
@@ -143,6 +192,7 @@ async def probe_forever(
     measured_at = float("-inf")
     while True:
         started = time.monotonic()
+        health._asked.clear()  # this check answers whoever asked so far
         try:
             detail = await within(check(), timeout)
         except RemoteError as exc:
@@ -173,4 +223,4 @@ async def probe_forever(
             health.record(up=True, detail=detail)
         if on_change is not None:
             on_change(health.up)
-        await asyncio.sleep(interval)
+        await health._pause(interval if health.up else min(interval, down_interval))

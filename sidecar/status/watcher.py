@@ -10,9 +10,23 @@ anything but CancelledError. Every failure is a *restart* with a recorded reason
 * ``unreachable`` / ``error``: the remote API server could not be reached, or answered
   an error; the cache is marked unconfirmed (``/status`` says 503) until a re-list works.
 
-Restarts back off (1 s doubling to 30 s, +-20 % jitter) unless the previous watch was
-healthy for a minute. A stream the server ends normally (its ``timeoutSeconds``) is
-resumed from the last resourceVersion without a re-list and is not a restart.
+Restarts back off (1 s doubling to 30 s, +-20 % jitter; none after a watch that was
+healthy for a minute). The doubling starts again from 1 s once the watch made progress
+(below): a LIST alone is not success (with the watch refused it would re-list every
+second). A stream the server ends normally (its ``timeoutSeconds``) is resumed from the
+last resourceVersion without a re-list and is not a restart.
+
+The backoff sleep ends early when the remote API server is back: the prober
+(``sidecar.remote.health``) checks every 0.5 s while the server is unreachable, and its
+return to "serving" (a *recovery*, counted since the attempt began) wakes the watcher
+for a re-list at once, so ``/status`` answers 200 again within half a second of the
+server serving reads, however long the outage made the backoff (measured after a
+restart of kube-apiserver: 0.9-1.5 s *before* its own ``/readyz`` said ok, which
+passes about a second after it serves reads; was up to the backoff, 30 s, after). An
+``unreachable`` restart asks the prober for a check at once, so an outage between two
+of its checks is seen too. A recovery is a down-then-up pair of verdicts, at least
+0.5 s apart: a server that answers the prober and refuses the watcher (an ``error``
+restart for ever) keeps the full backoff.
 
 Never dying is not the same as working, so the watcher also keeps its *progress*
 (``progress_at``, for liveness: ``stall``): the remote API server streaming to it. A
@@ -41,6 +55,7 @@ from sidecar.backoff import backoff
 from sidecar.offload import naming
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
+from sidecar.remote.health import RemoteHealth
 from sidecar.settings import K8sSettings
 from sidecar.status.cache import StatusCache
 
@@ -99,12 +114,20 @@ def apply_event(cache: StatusCache, event: dict[str, Any]) -> str:
 
 class Watcher:
     def __init__(
-        self, remote: RemoteCluster, cache: StatusCache, *, settings: K8sSettings, metrics: Metrics
+        self,
+        remote: RemoteCluster,
+        cache: StatusCache,
+        *,
+        settings: K8sSettings,
+        metrics: Metrics,
+        health: RemoteHealth | None = None,
     ) -> None:
         self._remote = remote
         self._cache = cache
         self._settings = settings
         self._metrics = metrics
+        self._health = health
+        """The prober's verdict: its recoveries end a backoff sleep (None: plain sleeps)."""
         self.progress_at = time.time()
         """Wall-clock time of the last progress (the start counts as progress)."""
         self.last_restart = ""
@@ -135,6 +158,8 @@ class Watcher:
         failures = 0
         while True:
             started = time.monotonic()
+            progress_before = self.progress_at
+            recoveries = self._health.recoveries if self._health is not None else 0
             try:
                 await self._list_and_watch()
             except _Restart as restart:
@@ -154,11 +179,36 @@ class Watcher:
             self.last_restart = f"{reason}: {detail[:300]}"
             if reason != "gone":
                 self._cache.unconfirm(detail)
+            if self.progress_at > progress_before:
+                failures = 0  # the watch streamed: the next failure starts a new doubling
             healthy = time.monotonic() - started > HEALTHY_AFTER_SECONDS
             failures = 0 if healthy or reason == "gone" else failures + 1
             delay = 0.0 if failures == 0 else backoff(failures, cap=MAX_BACKOFF_SECONDS)
-            logger.warning("watch restarts (%s: %s); next attempt in %.1f s", reason, detail, delay)
+            if reason == "unreachable" and self._health is not None:
+                self._health.ask()
+            logger.warning(
+                "watch restarts (%s: %s); next attempt in %.1f s, or when the remote API "
+                "server is back",
+                reason,
+                detail,
+                delay,
+            )
+            await self._pause(delay, recoveries)
+
+    async def _pause(self, delay: float, recoveries: int) -> None:
+        """Sleep ``delay`` seconds, or until the prober saw the remote API server come
+        back after ``recoveries`` (its count when the failed attempt began)."""
+        if delay <= 0 or self._health is None:
             await asyncio.sleep(delay)
+            return
+        started = time.monotonic()
+        if await self._health.recovery_after(recoveries, timeout=delay):
+            logger.info(
+                "remote API server serving again: re-listing now (after %.1f s of a %.1f s "
+                "backoff)",
+                time.monotonic() - started,
+                delay,
+            )
 
     async def _list_and_watch(self) -> None:
         pods, version = await self._remote.list_all_pods(SELECTOR)
