@@ -1,11 +1,15 @@
 """The janitor: finishes every delete in the journal, and reaps orphans.
 
 Contract: runs until cancelled; never returns normally; a failed attempt is logged and
-retried, never raised. Four loops in one root task:
+retried, never raised. Five loops in one root task:
 
 * journalled deletes: each is tried at once (at start, and when woken by a new entry),
   then after 1, 2, 4, ... seconds up to ``app.janitor_max_backoff_seconds``, until its
-  objects are gone (``sidecar_janitor_retries_total``, ``sidecar_janitor_pending_deletes``).
+  objects are gone (``sidecar_janitor_retries_total``, ``sidecar_janitor_pending_deletes``);
+  up to ``PARALLEL_ATTEMPTS`` pods at once. A pod deleted by name is finished as soon
+  as the status cache no longer holds it (looked at every ``WATCH_POLL_SECONDS``, no
+  remote request); the namespace reaper (``sidecar.offload.namespace_reaper``) runs
+  here too.
   Retries are capped: after ``app.janitor_max_attempts`` attempts that the remote API
   server answered without the delete finishing (a finalizer that never goes, a
   permission missing; an unreachable server does not count: the journal exists to wait
@@ -52,6 +56,8 @@ DEAD_RECHECK_SECONDS = 3600.0
 """How often a dead (given up) delete is tried again: rarely, but it clears itself."""
 JOURNAL_CHECK_SECONDS = 10.0
 """How often the journal's writability is checked when nothing else writes it."""
+PARALLEL_ATTEMPTS = 16
+"""Journalled deletes attempted at once (each is a handful of remote requests)."""
 WATCH_POLL_SECONDS = 0.25
 """How often deletes awaiting the watch look whether their pod has gone."""
 AGE_MIN_TRIES = 10
@@ -149,6 +155,7 @@ async def _finish_deletes(
     resting: set[str] = set()
     """Dead entries waiting for their recheck (a new /delete revives one at once)."""
     wakeup = offloader.janitor_wakeup
+    parallel = asyncio.Semaphore(PARALLEL_ATTEMPTS)
     _announce_dead(journal)
     while True:
         wakeup.clear()
@@ -163,52 +170,24 @@ async def _finish_deletes(
                 resting.discard(uid)
                 due.pop(uid, None)
                 tries.pop(uid, None)
+        ready: list[PendingDelete] = []
         for uid, entry in entries.items():
             if offloader.creating_since(uid) is not None:
                 due.pop(uid, None)  # its create stops at its next write; its end wakes us
                 continue
             if due.setdefault(uid, now) > now and not offloader.can_finish_now(uid):
                 continue
-            done = await offloader.retry_delete(uid, entry.namespace)
-            if done:
-                logger.info(
-                    "finished deleting pod %s (uid %s) after %d retries%s",
-                    entry.name,
-                    uid,
-                    tries.get(uid, 0),
-                    " (it had been given up on)" if entry.dead else "",
-                )
-                due.pop(uid, None)
-                tries.pop(uid, None)
-                continue
-            offloader.note_retry()
-            tries[uid] = tries.get(uid, 0) + 1
-            current = journal.get(uid)
-            if current is None:  # removed meanwhile (an adopting create)
-                continue
-            if current.dead:
-                resting.add(uid)
-                due[uid] = time.monotonic() + policy.dead_recheck
-                continue
-            why = policy.exhausted(current, time.time(), tries[uid])
-            if why is not None:
-                await journal.mark_dead(uid)
-                logger.error(
-                    "giving up deleting pod %s (uid %s) in namespace %s after %s: %s; kept "
-                    "in %s as dead (sidecar_janitor_dead_deletes, /healthz), tried again "
-                    "every %.0f s",
-                    current.name,
-                    uid,
-                    current.namespace,
-                    why,
-                    current.last_error or "not finished",
-                    journal.path,
-                    policy.dead_recheck,
-                )
-                resting.add(uid)
-                due[uid] = time.monotonic() + policy.dead_recheck
-                continue
-            due[uid] = time.monotonic() + backoff(tries[uid], cap=policy.max_backoff)
+            ready.append(entry)
+
+        async def attempt(entry: PendingDelete) -> None:
+            async with parallel:
+                await _attempt(offloader, journal, entry, policy, tries, due, resting)
+
+        # Attempts of different pods are independent: up to PARALLEL_ATTEMPTS at once
+        # (after a restart, a thousand journalled deletes do not wait for each other).
+        async with asyncio.TaskGroup() as group:
+            for entry in ready:
+                group.create_task(attempt(entry))
         timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
         if offloader.awaiting_watch():
             # Pods deleted by name finish when the watch has seen them go: looked for in
@@ -218,3 +197,57 @@ async def _finish_deletes(
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout)
+
+
+async def _attempt(
+    offloader: Offloader,
+    journal: DeleteJournal,
+    entry: PendingDelete,
+    policy: RetryPolicy,
+    tries: dict[str, int],
+    due: dict[str, float],
+    resting: set[str],
+) -> None:
+    """One attempt at ``entry``, and what follows from it: finished, rescheduled with
+    backoff, or given up on (dead, rechecked after ``policy.dead_recheck``)."""
+    uid = entry.pod_uid
+    done = await offloader.retry_delete(uid, entry.namespace)
+    if done:
+        logger.info(
+            "finished deleting pod %s (uid %s) after %d retries%s",
+            entry.name,
+            uid,
+            tries.get(uid, 0),
+            " (it had been given up on)" if entry.dead else "",
+        )
+        due.pop(uid, None)
+        tries.pop(uid, None)
+        return
+    offloader.note_retry()
+    tries[uid] = tries.get(uid, 0) + 1
+    current = journal.get(uid)
+    if current is None:  # removed meanwhile (an adopting create)
+        return
+    if current.dead:
+        resting.add(uid)
+        due[uid] = time.monotonic() + policy.dead_recheck
+        return
+    why = policy.exhausted(current, time.time(), tries[uid])
+    if why is not None:
+        await journal.mark_dead(uid)
+        logger.error(
+            "giving up deleting pod %s (uid %s) in namespace %s after %s: %s; kept "
+            "in %s as dead (sidecar_janitor_dead_deletes, /healthz), tried again "
+            "every %.0f s",
+            current.name,
+            uid,
+            current.namespace,
+            why,
+            current.last_error or "not finished",
+            journal.path,
+            policy.dead_recheck,
+        )
+        resting.add(uid)
+        due[uid] = time.monotonic() + policy.dead_recheck
+        return
+    due[uid] = time.monotonic() + backoff(tries[uid], cap=policy.max_backoff)

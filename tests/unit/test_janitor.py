@@ -132,3 +132,32 @@ async def test_a_dead_entry_is_rechecked_and_a_new_delete_revives_it(tmp_path: P
         await journal.add("again", namespace="ns", name="p", tombstone=True)  # /delete again
         offloader.janitor_wakeup.set()
         await until(lambda: "again" not in journal)  # at once, not in an hour
+
+
+class BlockingOffloader(FakeOffloader):
+    """Attempts of uid ``slow`` hang until released; every other attempt finishes."""
+
+    def __init__(self, journal: DeleteJournal) -> None:
+        super().__init__(journal)
+        self.release = asyncio.Event()
+
+    async def retry_delete(self, pod_uid: str, namespace: str) -> bool:
+        self.attempts.append(pod_uid)
+        if pod_uid == "slow":
+            await self.release.wait()
+        await self.journal.remove(pod_uid)
+        return True
+
+
+async def test_a_hanging_attempt_does_not_hold_back_the_other_deletes(tmp_path: Path) -> None:
+    journal = DeleteJournal(tmp_path)
+    journal.load()
+    await journal.add("slow", namespace="ns", name="p", tombstone=True)
+    for index in range(5):
+        await journal.add(f"quick-{index}", namespace="ns", name="q", tombstone=True)
+    offloader = BlockingOffloader(journal)
+    async with running(offloader, journal, RetryPolicy(max_backoff=0.01)):
+        await until(lambda: len(journal) == 1)
+        assert journal.get("slow") is not None  # still hanging: the others went past it
+        offloader.release.set()
+        await until(lambda: len(journal) == 0)
