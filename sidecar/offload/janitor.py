@@ -1,7 +1,7 @@
 """The janitor: finishes every delete in the journal, and reaps orphans.
 
 Contract: runs until cancelled; never returns normally; a failed attempt is logged and
-retried, never raised. Five loops in one root task:
+retried, never raised. Four loops (and the namespace reaper) in one root task:
 
 * journalled deletes: each is tried at once (at start, and when woken by a new entry),
   then after 1, 2, 4, ... seconds up to ``app.janitor_max_backoff_seconds``, until its
