@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -137,11 +138,18 @@ async def delete(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """A list of v1.Pod in, one ``PodStatus`` per pod out, from the status cache only;
-    ``[]`` is the ping."""
-    pods = wire.parse_pod_list(await _body(request))
-    for index, pod in enumerate(pods):
-        mapping.check_local(pod, f"[{index}]")  # a wrong type is a 422 before anything
-    note_status(request.app, pods)  # interLink still asks: evidence for the orphan sweep
+    ``[]`` is the ping.
+
+    An answer about a remote pod is made once per change of that pod: a timeless one
+    (``mapping.answer_of``) is kept encoded in the cache with what it was made from
+    (the request's ``PodRef`` and ``LocalView.key``), and the next poll with the same
+    local pod gets those bytes until a watch event replaces the remote pod.
+    """
+    pods = wire.parse_status_pods(await _body(request))
+    # A wrong type is a 422 before anything.
+    views = [mapping.read_local(pod, f"[{index}]") for index, (pod, _) in enumerate(pods)]
+    # interLink still asks: evidence for the orphan sweep.
+    note_status(request.app, [pod for pod, _ in pods])
     health = request.app[HEALTH_KEY]
     if not pods:
         if not health.up:
@@ -154,10 +162,16 @@ async def status(request: web.Request) -> web.Response:
     if not cache.confirmed:
         return error_response(503, cache.describe_unconfirmed())
     offloader = request.app[OFFLOADER_KEY]
-    statuses = []
-    for index, pod in enumerate(pods):
-        ref = wire.pod_ref(pod, f"[{index}]")
+    now = datetime.now(UTC)
+    answers: list[bytes] = []
+    for (pod, ref), view in zip(pods, views, strict=True):
         remote = cache.get_for(ref)
+        key = None
+        if remote is not None:
+            key = (ref, view.key())
+            if (kept := cache.answer(ref.uid, remote, key)) is not None:
+                answers.append(kept)
+                continue
         absence = None
         if remote is None:
             vanished = cache.vanished(ref.uid)
@@ -166,17 +180,22 @@ async def status(request: web.Request) -> web.Response:
                 creating_since=offloader.creating_since(ref.uid),
                 deleted_at=vanished.at if vanished else offloader.journal.deleted_at(ref.uid),
             )
-        statuses.append(
-            mapping.pod_status(
-                pod,
-                ref,
-                remote,
-                remote_location=f"namespace {_remote_namespace(request, ref.namespace)}",
-                absence=absence,
-                where=f"[{index}]",
-            )
+        answer, timeless = mapping.answer_of(
+            view,
+            ref,
+            remote,
+            remote_location=f"namespace {_remote_namespace(request, ref.namespace)}",
+            absence=absence,
+            now=now,
         )
-    return json_response(statuses)
+        encoded = wire.encode_json(answer)
+        if remote is not None and timeless:
+            cache.keep_answer(ref.uid, remote, key, encoded)
+        answers.append(encoded)
+    # A JSON array of the encoded answers: no per-call copy of a kept one.
+    return web.Response(
+        body=b"[" + b",".join(answers) + b"]", content_type="application/json", charset="utf-8"
+    )
 
 
 def _no_content(exc: RemoteError) -> bool:

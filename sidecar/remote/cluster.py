@@ -245,11 +245,43 @@ class RemoteCluster:
                 raise RemoteError(0, "Timeout", f"namespace {name} stayed Terminating")
             await asyncio.sleep(0.5)  # the namespace controller finishes in seconds
 
-    async def list_all_pods(self, selector: str) -> tuple[list[JsonObject], str]:
-        """Pods of every namespace matching ``selector``, and the list's resourceVersion."""
-        listing = await self._json(self._core.list_pod_for_all_namespaces, label_selector=selector)
-        items: list[JsonObject] = listing.get("items") or []
-        return items, str((listing.get("metadata") or {}).get("resourceVersion") or "")
+    async def list_all_pods(
+        self, selector: str, *, page_size: int = 500
+    ) -> tuple[list[JsonObject], str]:
+        """Pods of every namespace matching ``selector``, and the list's resourceVersion.
+
+        Read in pages of ``page_size`` (``limit``/``continue``), each decoded on its own:
+        10,000 pods are about 40 MB of JSON, and one response held that and its parse at
+        once. The pages of one list are one consistent snapshot (the API server serves
+        every ``continue`` at the first page's resourceVersion), and the last page's
+        resourceVersion is the one to watch from. A ``continue`` token the server no
+        longer honours (410 Gone: its snapshot was compacted, after 5 to 15 minutes)
+        starts the list again. Each pod's ``metadata.managedFields`` is dropped as its
+        page is decoded: nobody reads them from a listing, and they are a third to a half
+        of a pod's JSON.
+        """
+        restarts = 0
+        items: list[JsonObject] = []
+        token = ""
+        while True:
+            kwargs: dict[str, Any] = {"label_selector": selector, "limit": page_size}
+            if token:
+                kwargs["_continue"] = token
+            try:
+                page = await self._json(self._core.list_pod_for_all_namespaces, **kwargs)
+            except RemoteError as exc:
+                if not (token and exc.status == 410 and restarts < 3):
+                    raise
+                restarts += 1
+                items, token = [], ""
+                continue
+            for pod in page.get("items") or []:
+                (pod.get("metadata") or {}).pop("managedFields", None)
+                items.append(pod)
+            meta = page.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
 
     async def watch_all_pods(
         self, selector: str, resource_version: str, *, timeout_seconds: int, inactivity: float

@@ -32,12 +32,19 @@ some of their outcomes are final, so the answer is shaped for them:
 The local pod comes from the request: the fields read from it (annotations, container
 lists and names, ``restartPolicy``) are read through ``sidecar.api.shape``, so a wrong
 type is a 422 naming its path. The remote pod comes from the remote API server.
+
+An answer about a remote pod is *timeless* when it is a pure function of that remote pod
+and of what is read from the request (``LocalView.key`` and the ``PodRef``): no
+``finishedAt: now`` in it. ``/status`` keeps such answers encoded until a watch event
+changes the pod (``StatusCache.answer``), so a poll that changes nothing costs no
+mapping and no encoding.
 """
 
 from __future__ import annotations
 
 import copy
 import enum
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +68,9 @@ DISABLE_OFFLOAD_INIT_CONTAINERS = "interlink.eu/disable-offload-init-containers"
 # ContainerStatus fields passed through as they are (Kubernetes JSON names).
 _PASSTHROUGH = ("ready", "restartCount", "started", "image", "imageID", "containerID")
 _TIME_FIELDS = ("startedAt", "finishedAt")
+# The API server's own spelling of a time (metav1.Time: RFC 3339, seconds, UTC "Z"):
+# already what the VK's decoder needs, so it is passed on without parsing.
+_K8S_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII)
 _TERMINAL_PHASES = ("Failed", "Succeeded")
 
 
@@ -87,8 +97,8 @@ class Absence:
 
 def rfc3339(value: Any) -> Any:
     """``value`` as RFC 3339 in UTC with a ``Z``; None and non-strings stay as they are."""
-    if not isinstance(value, str) or not value:
-        return value
+    if not isinstance(value, str) or not value or _K8S_TIME.fullmatch(value):
+        return value  # (an impossible date in that spelling stays as it is either way)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -119,8 +129,31 @@ def pod_status(
     """The ``PodStatus`` of ``local`` given its remote pod, or, when there is none
     (``remote`` None), why there is none (``absence``; None means LOST). ``where``: the
     local pod's JSON path in the request, for errors (WireError 422)."""
+    answer, _ = answer_of(
+        read_local(local, where),
+        ref,
+        remote,
+        remote_location=remote_location,
+        absence=absence,
+        now=now,
+    )
+    return answer
+
+
+def answer_of(
+    view: LocalView,
+    ref: PodRef,
+    remote: JsonObject | None,
+    *,
+    remote_location: str,
+    absence: Absence | None = None,
+    now: datetime | None = None,
+) -> tuple[JsonObject, bool]:
+    """``pod_status`` of an already read local pod, and whether the answer is timeless
+    (see the module docstring): a remote pod that has not ended, with no local-only
+    container reported finished. Answers without a remote pod never are (they depend
+    on the sidecar's state, and most carry the time)."""
     stamp = _stamp(now or datetime.now(UTC))
-    view = _read_local(local, where)
     inits = _offloaded(view, "initContainers", DISABLE_OFFLOAD_INIT_CONTAINERS)
     regular = _offloaded(view, "containers", DISABLE_OFFLOAD_CONTAINERS)
     result: JsonObject = {"name": ref.name, "UID": ref.uid, "namespace": ref.namespace}
@@ -129,20 +162,25 @@ def pod_status(
         result["JID"] = ""
         result["initContainers"] = [_entry(c["name"], state) for c in inits]
         result["containers"] = [_entry(c["name"], state) for c in regular]
+        timeless = False
     else:
         result["JID"] = (remote.get("metadata") or {}).get("uid", "")
         result["initContainers"], result["containers"] = _present(
             remote, view.restart_policy or "Always", inits, regular, stamp
         )
-    result["containers"] = _with_local_only_when_ended(view, result["containers"], stamp)
-    return result
+        # A pod that ended gets "finishedAt: now" for containers that did not finish.
+        timeless = (remote.get("status") or {}).get("phase") not in _TERMINAL_PHASES
+    entries = result["containers"]
+    result["containers"] = _with_local_only_when_ended(view, entries, stamp)
+    timeless = timeless and result["containers"] is entries  # no local-only ones added
+    return result, timeless
 
 
 # --- which containers are ours to report ---------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Local:
+class LocalView:
     """What is read from the local pod, type-checked."""
 
     annotations: dict[str, str]
@@ -150,20 +188,46 @@ class _Local:
     """``initContainers`` and ``containers``: the spec entries that have a name."""
     restart_policy: str
 
+    def key(self) -> tuple[object, ...]:
+        """Everything of the local pod an answer about a remote pod depends on: with
+        equal keys, equal ``PodRef``s and the same remote pod, a timeless answer is the
+        same. Keep it in step with what the mapping reads from the local pod: the two
+        annotations, the pod's ``restartPolicy``, the container names in spec order, and
+        which init containers are native sidecars."""
+        return (
+            self.restart_policy,
+            self.annotations.get(DISABLE_OFFLOAD_CONTAINERS),
+            self.annotations.get(DISABLE_OFFLOAD_INIT_CONTAINERS),
+            tuple(
+                (c["name"], c.get("restartPolicy") == "Always")
+                for c in self.containers["initContainers"]
+            ),
+            tuple(c["name"] for c in self.containers["containers"]),
+        )
+
 
 def check_local(local: JsonObject, where: str = "pod") -> None:
     """Raise WireError(422) naming the path of the first field of the local pod that
     ``pod_status`` would read and that has the wrong type."""
-    _read_local(local, where)
+    read_local(local, where)
 
 
-def _read_local(local: JsonObject, where: str) -> _Local:
+_CONTAINER_LISTS = ("initContainers", "containers")
+
+
+def read_local(local: JsonObject, where: str = "pod") -> LocalView:
     """The fields of the local pod read here (a wrong type: 422 naming its path).
     Containers without a name are left out: nothing could be reported for them."""
+    view = _read_well_typed(local)
+    return view if view is not None else _read_checked(local, where)
+
+
+def _read_checked(local: JsonObject, where: str) -> LocalView:
+    """``read_local`` through ``sidecar.api.shape``: the reference, and the 422s."""
     meta = shape.object_at(local, "metadata", where) or {}
     spec = shape.object_at(local, "spec", where) or {}
     spec_path = shape.child(where, "spec")
-    return _Local(
+    return LocalView(
         annotations=shape.string_map_at(meta, "annotations", shape.child(where, "metadata")),
         containers={
             list_name: [
@@ -171,13 +235,57 @@ def _read_local(local: JsonObject, where: str) -> _Local:
                 for path, c in shape.objects_at(spec, list_name, spec_path)
                 if shape.string_at(c, "name", path)
             ]
-            for list_name in ("initContainers", "containers")
+            for list_name in _CONTAINER_LISTS
         },
         restart_policy=shape.string_at(spec, "restartPolicy", spec_path),
     )
 
 
-def _local_only(local: _Local, annotation: str) -> frozenset[str]:
+def _read_well_typed(local: JsonObject) -> LocalView | None:
+    """``_read_checked``'s view when every field it reads has the right type; None
+    otherwise (``_read_checked`` then names the field). The same rules (null is the
+    zero value, a container named null or "" is left out), without building a JSON
+    path for every field read (3 times faster: with 1,000 pods per call, the paths were
+    a quarter of the call's time)."""
+    meta = local.get("metadata")
+    spec = local.get("spec")
+    meta = {} if meta is None else meta
+    spec = {} if spec is None else spec
+    if not (isinstance(meta, dict) and isinstance(spec, dict)):
+        return None
+    annotations = meta.get("annotations")
+    if annotations is None:
+        annotations = {}
+    elif not isinstance(annotations, dict) or not all(
+        isinstance(text, str) for text in annotations.values()
+    ):
+        return None
+    containers: dict[str, list[JsonObject]] = {}
+    for list_name in _CONTAINER_LISTS:
+        entries = spec.get(list_name)
+        if entries is None:
+            entries = []
+        elif not isinstance(entries, list):
+            return None
+        named = containers[list_name] = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                return None
+            name = entry.get("name")
+            if isinstance(name, str):
+                if name:
+                    named.append(entry)
+            elif name is not None:
+                return None
+    policy = spec.get("restartPolicy")
+    if policy is None:
+        policy = ""
+    elif not isinstance(policy, str):
+        return None
+    return LocalView(annotations=annotations, containers=containers, restart_policy=policy)
+
+
+def _local_only(local: LocalView, annotation: str) -> frozenset[str]:
     """The containers the VK runs locally. Parsed as the VK does
     (execute.go parseDisableOffloadContainers): comma-separated, each name trimmed,
     empty entries ignored."""
@@ -185,14 +293,14 @@ def _local_only(local: _Local, annotation: str) -> frozenset[str]:
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
-def _offloaded(local: _Local, list_name: str, annotation: str) -> list[JsonObject]:
+def _offloaded(local: LocalView, list_name: str, annotation: str) -> list[JsonObject]:
     """The spec containers of ``list_name`` that run remotely, in spec order."""
     local_only = _local_only(local, annotation)
     return [c for c in local.containers[list_name] if c["name"] not in local_only]
 
 
 def _with_local_only_when_ended(
-    local: _Local, entries: list[JsonObject], stamp: str
+    local: LocalView, entries: list[JsonObject], stamp: str
 ) -> list[JsonObject]:
     """``entries``, plus the local-only regular containers once every offloaded one has
     terminated.

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sidecar.api.wire import PodRef
+from sidecar.api.wire import PodRef, WireError
 from sidecar.status import mapping
 from sidecar.status.mapping import Absence, AbsenceKind
 from tests.unit.vk_phase import VkPod, phase_after
@@ -640,3 +642,78 @@ def test_a_final_exit_stays_terminated(policy: str, code: int, phase: str) -> No
     exited = status_of(pod, remote(phase="Running", containerStatuses=[terminated("main", code)]))
     assert state_of(exited, "main")["terminated"]["exitCode"] == code
     assert vk(pod, up, exited).phase == phase
+
+
+# --- reading the local pod: the fast read is the checked one ------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "a", "Always"]),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+
+
+def _or_json(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(strategy, _JSON)
+
+
+_CONTAINER = _or_json(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "name": _or_json(st.sampled_from(["", "a", "b"])),
+            "restartPolicy": _or_json(st.just("Always")),
+        },
+    )
+)
+_LOCAL_PODS = st.fixed_dictionaries(
+    {},
+    optional={
+        "metadata": _or_json(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "annotations": _or_json(
+                        st.dictionaries(
+                            st.sampled_from([mapping.DISABLE_OFFLOAD_CONTAINERS, "x"]),
+                            _or_json(st.sampled_from(["a", "a, b", ""])),
+                            max_size=2,
+                        )
+                    )
+                },
+            )
+        ),
+        "spec": _or_json(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "initContainers": _or_json(st.lists(_CONTAINER, max_size=3)),
+                    "containers": _or_json(st.lists(_CONTAINER, max_size=3)),
+                    "restartPolicy": _or_json(st.sampled_from(["", "Never", "OnFailure"])),
+                },
+            )
+        ),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_LOCAL_PODS)
+def test_the_fast_read_of_a_local_pod_is_the_checked_one(local_pod: dict[str, Any]) -> None:
+    """``read_local`` skips building JSON paths when every field has the right type;
+    what it reads must be what the checked reader reads, and a wrong type must still
+    reach the checked reader (the 422 naming the field)."""
+    try:
+        expected: Any = mapping._read_checked(local_pod, "[0]")
+    except WireError as exc:
+        expected = exc.message
+    if isinstance(expected, str):
+        assert mapping._read_well_typed(local_pod) is None
+        with pytest.raises(WireError) as raised:
+            mapping.read_local(local_pod, "[0]")
+        assert raised.value.message == expected
+        return
+    assert mapping._read_well_typed(local_pod) == expected
+    assert mapping.read_local(local_pod, "[0]") == expected

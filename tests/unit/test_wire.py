@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from sidecar.api import wire
@@ -110,3 +113,19 @@ def test_log_request_bad_option_names_it() -> None:
         wire.parse_log_request(
             {"Namespace": "d", "PodUID": UID, "PodName": "p", "Opts": {"Tail": -1}}
         )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [{"name": "p", "containers": [{"name": "a", "state": {"waiting": {}}}], "n": 2**31}],
+        {"message": "é ✓ 日本"},
+        {"name": "\ud800"},  # a lone surrogate (valid in a JSON body): orjson refuses it
+        {"restartCount": 2**70},  # beyond 64 bits: orjson refuses it
+        None,
+    ],
+)
+def test_answers_encode_as_json_would(value: Any) -> None:
+    encoded = wire.encode_json(value)
+    assert isinstance(encoded, bytes)
+    assert json.loads(encoded) == json.loads(json.dumps(value))
