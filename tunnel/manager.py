@@ -29,6 +29,7 @@ import asyncssh
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from metrics import Metrics
+from tunnel import bulkrecv, bulksend, quickack
 from tunnel.config import PortPolicy, TunnelConfig
 from tunnel.desired import DesiredTunnel
 from tunnel.dialers import Dial
@@ -168,6 +169,9 @@ class TunnelManager:
             encryption_algs=list(config.ciphers),
             config=None,
         )
+        bulksend.install(conn)  # pod -> gateway data: see tunnel/bulksend.py
+        bulkrecv.install(conn)  # gateway -> pod data: see tunnel/bulkrecv.py
+        quickack.install(conn)  # no 40 ms stalls on sshd's Nagle: see tunnel/quickack.py
         self.connected = True
         self._metrics.gateway_connected.set(1)
         logger.info("connected to gateway %s:%d", config.host, config.port)
