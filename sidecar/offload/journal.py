@@ -51,6 +51,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from sidecar.api.wire import WireError
 
 logger = logging.getLogger(__name__)
@@ -428,13 +430,19 @@ class DeleteJournal:
             except OSError as exc:
                 self._failed(exc)
 
-    def _text(self) -> str:
+    def _text(self) -> bytes:
+        """The whole journal, as written. Rewritten on every change, tombstones included
+        (one per delete of the last ``tombstone_seconds``): orjson, because the standard
+        encoder took a quarter of the sidecar's CPU in a burst of 600 deletes."""
         snapshot = {
             "version": _FORMAT_VERSION,
             "pending": {uid: entry.as_json() for uid, entry in self._entries.items()},
-            "tombstones": dict(self._tombstones),
+            "tombstones": self._tombstones,
         }
-        return json.dumps(snapshot, indent=1)
+        try:
+            return orjson.dumps(snapshot, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:  # what orjson refuses (a lone surrogate), json takes
+            return json.dumps(snapshot, indent=1).encode()
 
     async def _persist(self) -> bool:
         """Write the current state; True when the file holds every change made so far.
@@ -467,10 +475,10 @@ class DeleteJournal:
             )
         self.problem = f"app.state_dir: cannot write the journal {self.path}: {exc}"
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: bytes) -> None:
         tmp = self.path.with_suffix(".tmp")
         try:
-            with tmp.open("w") as handle:
+            with tmp.open("wb") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
