@@ -6,15 +6,17 @@ delete usually finds them still Terminating; the janitor calls again later.
 
 Two ways, by what the status cache knows (its content confirmed by a healthy watch):
 
-* *known pod* (the common path): the cache holds the remote pod, so its name and the
+* *known pod* (the common path): the cache holds the remote pod, made by this sidecar
+  (its source annotations say so), so its name and the
   names of the copies it mounts (ConfigMaps and Secrets named ``<name>-<pod uid>``) are
   known: one DELETE each, by name, whatever else the namespace holds (a plain pod costs
   one request). The pod is then *awaited*: no request until the watch sees it go, and
   the janitor's next attempt finds it gone from the cache and finishes (PVCs only if it
   mounted any);
 * *by label* (the cache cannot tell: not confirmed, or it never saw the pod, e.g. a
-  create that failed half-way): label-selected LISTs of pods, ConfigMaps and Secrets,
-  each found object deleted.
+  create that failed half-way; or the pod was made by upstream, whose copies' names
+  may have lost the uid): label-selected LISTs of pods, ConfigMaps and Secrets, each
+  found object deleted.
 
 PVCs: only ones the sidecar created (annotation ``interlink.io/created-by``; never a
 PVC the sidecar did not create) whose
@@ -40,7 +42,7 @@ from sidecar.offload.namespace_reaper import NamespaceReaper
 from sidecar.offload.ownership import CREATED_BY_ANNOTATION, CREATED_BY_VALUE
 from sidecar.offload.volumes import PVC_RETENTION_ANNOTATION
 from sidecar.remote.cluster import RemoteCluster
-from sidecar.status.cache import StatusCache
+from sidecar.status.cache import StatusCache, owner_of
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +133,9 @@ class Cleaner:
         cache = self._cache
         if cache is not None and cache.confirmed:
             pod = cache.get(pod_uid)
-            if pod is not None:
+            # A pod without our source annotations was made by an older plugin
+            # (upstream), whose copies' names may have lost the uid: found by label.
+            if pod is not None and owner_of(pod) is not None:
                 await self._delete_known(pod, pod_uid)
                 return False  # the watch shows its end; awaiting_gone() says when
             if pod_uid in self._awaited:

@@ -363,3 +363,55 @@ def test_sigkill_in_the_middle_of_a_create(
     code, _ = asyncio.run(call(again, "POST", "/delete", body["pod"]))
     assert code == 200
     asyncio.run(wait_all_gone(control_plane, "offloading-default", [uid]))
+
+
+async def test_a_pod_upstream_made_is_deleted_with_its_copies(
+    sidecar_module: SidecarProcess, control_plane: LocalCluster
+) -> None:
+    """Upstream named objects ``(name + "-" + uid)[:63]``: a long name lost the uid, and
+    its objects carry no source annotations. A sidecar that replaced it finds them by
+    label and deletes them all, copies included, not only the pod."""
+    uid = str(uuid.uuid4())
+    name = "a-pod-whose-name-is-long-enough-to-lose-the-uid"
+    namespace = "offloading-default"
+    labels = naming.ownership_labels(uid)
+    upstream_name = naming.sanitize(f"{name}-{uid}"[:63])
+    assert uid not in upstream_name
+    with contextlib.suppress(urllib.error.HTTPError):  # 409: made by an earlier test
+        control_plane.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"metadata": {"name": namespace, "labels": {naming.OFFLOADING_LABEL: "offloading"}}},
+        )
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": naming.sanitize(f"settings-{name}-{uid}"[:63]), "labels": labels},
+        "data": {"k": "v"},
+    }
+    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", config_map)
+    remote_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": upstream_name, "labels": labels},
+        "spec": {
+            "containers": [podshapes.container("main")],
+            "volumes": [
+                {"name": "settings", "configMap": {"name": config_map["metadata"]["name"]}}
+            ],
+            "automountServiceAccountToken": False,
+        },
+    }
+    created = control_plane.request("POST", f"/api/v1/namespaces/{namespace}/pods", remote_pod)
+    local = podshapes.pod(uid, name, {"containers": [podshapes.container("main")]})
+    local["metadata"]["annotations"] = {"JobID": created["metadata"]["uid"]}
+
+    async def state() -> str:
+        code, answer = await call(sidecar_module, "GET", "/status", [local])
+        assert code == 200, answer
+        return next(iter(json.loads(answer)[0]["containers"][0]["state"]))
+
+    await poll("the sidecar to see the upstream pod", state, lambda s: s != "terminated")
+    code, answer = await call(sidecar_module, "POST", "/delete", local)
+    assert code == 200, answer
+    await wait_all_gone(control_plane, namespace, [uid])
