@@ -24,7 +24,7 @@ asyncssh.
 
 Like tunnel/bulksend.py, this patches asyncssh internals, the last resort (no public
 API reaches the packet layer), on one connection object. The attributes it relies on
-(``_CONNECTION``, ``_CHANNEL``, ``_GCM_CIPHER``) and the receive logic it reproduces
+(``_CONNECTION``, ``_CHANNEL``, ``tunnel.gcmkeys.GCM_CIPHER``) and the receive logic it reproduces
 (``_recv_pkthdr``, ``_recv_packet``, ``_finish_recv_packet``) were checked the same in
 asyncssh 2.17.0 and 2.24.1; pyproject.toml pins ``asyncssh>=2.17,<2.25``. Should one
 be missing, a warning is logged and the stock path stays.
@@ -38,12 +38,13 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_CHANNEL_DATA
-from asyncssh.encryption import GCMEncryption
 from asyncssh.packet import SSHPacket
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-logger = logging.getLogger(__name__)
+from tunnel.gcmkeys import GcmKeys, stock_warning
+
+_warn_stock = stock_warning("receive path")
 _asyncssh_logger = logging.getLogger("asyncssh")
 
 _CONNECTION = (
@@ -64,8 +65,6 @@ _CONNECTION = (
 """asyncssh internals used on the connection."""
 _CHANNEL = ("_recv_state", "_recv_window", "process_packet")
 """... on a channel that receives data."""
-_GCM_CIPHER = ("_key", "_iv", "_update_iv")
-"""... and on the GCM cipher (``GCMEncryption._cipher``), a new one per key."""
 
 _LENGTH = struct.Struct("!I")
 """RFC 4253 6: uint32 packet_length, then byte padding_length, payload, padding. Under
@@ -85,10 +84,7 @@ class BulkReceiver:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._stock_data_received = conn.data_received
-        self._cipher: object = None
-        self._aead: AESGCM | None = None
-        self._unusable = False
-        """Set when a GCM cipher lacked what this path needs: stock path from then on."""
+        self._keys = GcmKeys(_warn_stock)
         self._tail = b""
         """The start of a packet whose end has not been read yet."""
         self.lean_packets = 0
@@ -102,7 +98,7 @@ class BulkReceiver:
         view = memoryview(data)
         done, end = 0, len(data)
         while done < end:
-            gcm = self._gcm(conn._recv_encryption)
+            gcm = self._keys.current(conn._recv_encryption)
             if (
                 gcm is None
                 or conn._decompressor is not None
@@ -186,21 +182,6 @@ class BulkReceiver:
         self.lean_packets += 1
         return True
 
-    def _gcm(self, encryption: object) -> tuple[Any, AESGCM] | None:
-        """The connection's receiving GCM cipher (a new one after each key exchange) and
-        an AESGCM for its key, made once per key; None when not under AES-GCM."""
-        if type(encryption) is not GCMEncryption or self._unusable:
-            return None
-        cipher: Any = getattr(encryption, "_cipher", None)
-        if cipher is not self._cipher or self._aead is None:
-            missing = [name for name in _GCM_CIPHER if not hasattr(cipher, name)]
-            if missing:
-                self._unusable = True
-                _warn_stock(", ".join(f"GCMCipher.{name}" for name in missing))
-                return None
-            self._cipher, self._aead = cipher, AESGCM(cipher._key)
-        return cipher, self._aead
-
 
 def install(conn: asyncssh.SSHClientConnection) -> BulkReceiver | None:
     """Put the lean receive path on ``conn``, which must be logged in; None if this
@@ -212,11 +193,3 @@ def install(conn: asyncssh.SSHClientConnection) -> BulkReceiver | None:
     receiver = BulkReceiver(conn)
     conn.data_received = receiver.data_received  # type: ignore[method-assign]
     return receiver
-
-
-def _warn_stock(missing: str) -> None:
-    logger.warning(
-        "asyncssh %s lacks %s: tunnel data takes asyncssh's own, slower receive path",
-        asyncssh.__version__,
-        missing,
-    )

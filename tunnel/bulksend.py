@@ -31,7 +31,7 @@ packet), authentication, other packet types, other ciphers, compression, logging
 This patches asyncssh internals, the last resort: no public asyncssh API reaches the
 packet layer, and ``asyncssh.connect`` takes no connection class. It patches objects
 (one connection, its TCP channels), never a class. The attributes it relies on
-(``_CONNECTION``, ``_CHANNEL``, ``_GCM_CIPHER``) and the framing of ``send_packet``,
+(``_CONNECTION``, ``_CHANNEL``, ``tunnel.gcmkeys.GCM_CIPHER``) and the framing of ``send_packet``,
 ``write`` and ``_flush_send_buf`` it reproduces were checked the same in asyncssh
 2.17.0 and 2.24.1; pyproject.toml pins ``asyncssh>=2.17,<2.25``. Should one be
 missing, a warning is logged and the stock path stays.
@@ -49,10 +49,10 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_CHANNEL_DATA
-from asyncssh.encryption import GCMEncryption
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-logger = logging.getLogger(__name__)
+from tunnel.gcmkeys import GcmKeys, stock_warning
+
+_warn_stock = stock_warning("send path")
 _asyncssh_logger = logging.getLogger("asyncssh")
 
 _CONNECTION = (
@@ -73,8 +73,6 @@ _CONNECTION = (
 """asyncssh internals used on the connection."""
 _CHANNEL = ("_send_state", "_send_buf", "_send_window", "_send_pktsize", "_send_chan")
 """... on each of its TCP channels."""
-_GCM_CIPHER = ("_key", "_iv", "_update_iv")
-"""... and on its GCM cipher (``GCMEncryption._cipher``), a new one per key."""
 
 _UINT32 = struct.Struct("!I")
 """RFC 4254 5.2: SSH_MSG_CHANNEL_DATA is byte 94, uint32 recipient channel, string data
@@ -100,14 +98,14 @@ class BulkSender:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
-        self._cipher: object = None
-        self._aead: AESGCM | None = None
-        self._unusable = False
-        """Set when a GCM cipher lacked what this path needs: stock path from then on."""
+        self._keys = GcmKeys(_warn_stock)
         self.lean_packets = 0
         """Data packets this path framed and encrypted itself."""
-        self.keys = 0
+
+    @property
+    def keys(self) -> int:
         """Keys it encrypted with (1 + the rekeys it went through)."""
+        return self._keys.keys
 
     # --- the channel side ---------------------------------------------------------------
 
@@ -147,7 +145,7 @@ class BulkSender:
     def send_packet(self, pkttype: int, *args: Any, handler: Any = None) -> None:
         """Replaces the connection's ``send_packet``."""
         conn = self._conn
-        gcm = self._gcm(conn._send_encryption) if pkttype == MSG_CHANNEL_DATA else None
+        gcm = self._keys.current(conn._send_encryption) if pkttype == MSG_CHANNEL_DATA else None
         if (
             gcm is None
             or not (conn._kex_complete and conn._auth_complete)
@@ -176,22 +174,6 @@ class BulkSender:
         conn._send_seq = (conn._send_seq + 1) & 0xFFFFFFFF
         conn._rekey_bytes_sent += packet_length
         self.lean_packets += 1
-
-    def _gcm(self, encryption: object) -> tuple[Any, AESGCM] | None:
-        """The connection's GCM cipher (a new one after each key exchange) and an AESGCM
-        for its key, made once per key; None when not under AES-GCM."""
-        if type(encryption) is not GCMEncryption or self._unusable:
-            return None
-        cipher: Any = getattr(encryption, "_cipher", None)
-        if cipher is not self._cipher or self._aead is None:
-            missing = [name for name in _GCM_CIPHER if not hasattr(cipher, name)]
-            if missing:
-                self._unusable = True
-                _warn_stock(", ".join(f"GCMCipher.{name}" for name in missing))
-                return None
-            self._cipher, self._aead = cipher, AESGCM(cipher._key)
-            self.keys += 1
-        return cipher, self._aead
 
     # --- the socket side ----------------------------------------------------------------
 
@@ -239,11 +221,3 @@ def install(conn: asyncssh.SSHClientConnection) -> BulkSender | None:
 
     conn.create_tcp_channel = create_and_adopt  # type: ignore[method-assign]
     return sender
-
-
-def _warn_stock(missing: str) -> None:
-    logger.warning(
-        "asyncssh %s lacks %s: tunnel data takes asyncssh's own, slower send path",
-        asyncssh.__version__,
-        missing,
-    )

@@ -35,6 +35,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ from tests import podshapes
 from tests.bench.burst_bench import memory
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session
+
+Runner = Callable[[], Awaitable[tuple[float, list[float]]]]
+"""One measured phase: (elapsed seconds, each call's answer time)."""
 
 LOCAL_NAMESPACE = "bench"
 REMOTE_NAMESPACE = f"offloading-{LOCAL_NAMESPACE}"
@@ -142,6 +146,8 @@ async def direct_many(
     queue = list(reversed(names))
     times: list[float] = []
     url = f"{cluster.server}/api/v1/namespaces/{REMOTE_NAMESPACE}/pods"
+    ssl_context = cluster._ssl  # the cluster's own CA
+    assert ssl_context is not None
     headers = {"Authorization": f"Bearer {cluster.sidecar_token}"}
     async with client_session(headers=headers) as session:
 
@@ -156,9 +162,9 @@ async def direct_many(
                         "metadata": {"name": name},
                         "spec": {"containers": [podshapes.container("main")]},
                     }
-                    request = session.post(url, json=body, ssl=cluster._ssl)
+                    request = session.post(url, json=body, ssl=ssl_context)
                 else:
-                    request = session.delete(f"{url}/{name}", ssl=cluster._ssl)
+                    request = session.delete(f"{url}/{name}", ssl=ssl_context)
                 async with request as r:
                     if r.status not in (200, 201, 202):
                         raise RuntimeError(f"{method} {name}: {r.status} {await r.text()}")
@@ -177,7 +183,7 @@ def remote_pods(cluster: LocalCluster) -> int:
 
 async def phase(
     label: str,
-    run: Callable[[], Awaitable[tuple[float, list[float]]]],
+    run: Runner,
     count: int,
     audit: Audit,
     settled: Callable[[], bool],
@@ -207,55 +213,62 @@ async def run(args: argparse.Namespace) -> None:
         try:
             sidecar.wait_until_ready(timeout=60)
             audit = Audit(cluster)
-            journal_empty = lambda: metric(sidecar, "sidecar_janitor_pending_deletes") == 0  # noqa: E731
+
+            def journal_empty() -> bool:
+                return metric(sidecar, "sidecar_janitor_pending_deletes") == 0
+
+            def created(count: int) -> bool:
+                return remote_pods(cluster) >= count
+
+            def deleted(left: int) -> bool:
+                return journal_empty() and remote_pods(cluster) <= left
+
+            def done() -> bool:
+                return True  # the API server answered: nothing follows
+
             background: list[dict[str, Any]] = []
             rows = []
             for size in sorted(args.background):
                 fill = [plain_body(len(background) + i) for i in range(size - len(background))]
                 await call_many(sidecar, "/create", fill, args.clients)
                 background += fill
-                await wait_for("background created", lambda s=size: remote_pods(cluster) >= s)  # type: ignore[misc]
+                await wait_for("background created", partial(created, size))
                 for clients in (1, args.clients):
                     bodies = [plain_body(100_000 + i) for i in range(args.sample)]
                     pods = [b["pod"] for b in bodies]
-                    target = size + args.sample
-                    rows.append(
-                        await phase(
-                            f"create, {size} in ns, {clients} client(s)",
-                            lambda b=bodies, c=clients: call_many(sidecar, "/create", b, c),  # type: ignore[misc]
-                            args.sample,
-                            audit,
-                            lambda t=target: remote_pods(cluster) >= t,  # type: ignore[misc]
-                        )
-                    )
                     names = [f"direct-{uuid.uuid4()}" for _ in range(args.sample)]
-                    rows.append(
-                        await phase(
-                            f"API server alone: create, {size} in ns, {clients} client(s)",
-                            lambda n=names, c=clients: direct_many(cluster, "POST", n, c),  # type: ignore[misc]
-                            args.sample,
-                            audit,
-                            lambda: True,
+                    phases: list[tuple[str, Runner, Callable[[], bool]]] = [
+                        (
+                            "create",
+                            partial(call_many, sidecar, "/create", bodies, clients),
+                            partial(created, size + args.sample),
+                        ),
+                        (
+                            "API server alone: create",
+                            partial(direct_many, cluster, "POST", names, clients),
+                            done,
+                        ),
+                        (
+                            "API server alone: delete",
+                            partial(direct_many, cluster, "DELETE", names, clients),
+                            done,
+                        ),
+                        (
+                            "delete",
+                            partial(call_many, sidecar, "/delete", pods, clients),
+                            partial(deleted, size),
+                        ),
+                    ]
+                    for label, runner, settled in phases:
+                        rows.append(
+                            await phase(
+                                f"{label}, {size} in ns, {clients} client(s)",
+                                runner,
+                                args.sample,
+                                audit,
+                                settled,
+                            )
                         )
-                    )
-                    rows.append(
-                        await phase(
-                            f"API server alone: delete, {size} in ns, {clients} client(s)",
-                            lambda n=names, c=clients: direct_many(cluster, "DELETE", n, c),  # type: ignore[misc]
-                            args.sample,
-                            audit,
-                            lambda: True,
-                        )
-                    )
-                    rows.append(
-                        await phase(
-                            f"delete, {size} in ns, {clients} client(s)",
-                            lambda p=pods, c=clients: call_many(sidecar, "/delete", p, c),  # type: ignore[misc]
-                            args.sample,
-                            audit,
-                            lambda s=size: journal_empty() and remote_pods(cluster) <= s,  # type: ignore[misc]
-                        )
-                    )
             await call_many(sidecar, "/delete", [b["pod"] for b in background], args.clients)
             await wait_for(
                 "background deleted", lambda: journal_empty() and remote_pods(cluster) == 0

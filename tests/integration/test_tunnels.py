@@ -339,6 +339,33 @@ def payload(seed: int, size: int) -> Any:
         yield rng.randbytes(MB)
 
 
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, seed: int, size: int
+) -> tuple[str, str, int]:
+    """Send ``size`` bytes of ``payload(seed, ...)`` while reading until EOF; returns
+    (SHA-256 of what was sent, SHA-256 of what came back, bytes that came back)."""
+
+    async def upload() -> str:
+        digest = hashlib.sha256()
+        for chunk in payload(seed, size):
+            digest.update(chunk)
+            writer.write(chunk)
+            await writer.drain()
+        writer.write_eof()
+        return digest.hexdigest()
+
+    async def download() -> tuple[str, int]:
+        digest, count = hashlib.sha256(), 0
+        while data := await reader.read(MB):
+            digest.update(data)
+            count += len(data)
+        return digest.hexdigest(), count
+
+    sent, (got, count) = await asyncio.wait_for(asyncio.gather(upload(), download()), 100)
+    writer.close()
+    return sent, got, count
+
+
 async def test_200_concurrent_connections_and_100_mb_each_way(
     start_sidecar: StartSidecar, sshd: SshGateway, control_plane: LocalCluster
 ) -> None:
@@ -384,25 +411,7 @@ async def test_200_concurrent_connections_and_100_mb_each_way(
     assert answers == [f"c{i}\n" for i in range(200)]
 
     reader, writer = await asyncio.open_connection("127.0.0.1", ports[bulk_port])
-
-    async def upload() -> str:
-        digest = hashlib.sha256()
-        for chunk in payload(1, size):
-            digest.update(chunk)
-            writer.write(chunk)
-            await writer.drain()
-        writer.write_eof()
-        return digest.hexdigest()
-
-    async def download() -> tuple[str, int]:
-        digest, count = hashlib.sha256(), 0
-        while data := await reader.read(MB):
-            digest.update(data)
-            count += len(data)
-        return digest.hexdigest(), count
-
-    sent, (got, count) = await asyncio.wait_for(asyncio.gather(upload(), download()), 100)
-    writer.close()
+    sent, got, count = await exchange(reader, writer, seed=1, size=size)
     assert count == size
     assert got == hashlib.sha256(b"".join(payload(2, size))).hexdigest()
     assert await asyncio.wait_for(received_by_pod, 30) == sent
@@ -470,25 +479,7 @@ async def test_bulk_send_path_is_byte_exact_across_rekeys(sshd: SshGateway) -> N
 
         listener = await conn.start_server(lambda _host, _port: pod, "127.0.0.1", 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.get_port())
-
-        async def upload() -> str:
-            digest = hashlib.sha256()
-            for chunk in payload(4, up):
-                digest.update(chunk)
-                writer.write(chunk)
-                await writer.drain()
-            writer.write_eof()
-            return digest.hexdigest()
-
-        async def download() -> tuple[str, int]:
-            digest, count = hashlib.sha256(), 0
-            while data := await reader.read(MB):
-                digest.update(data)
-                count += len(data)
-            return digest.hexdigest(), count
-
-        sent, (got, count) = await asyncio.wait_for(asyncio.gather(upload(), download()), 100)
-        writer.close()
+        sent, got, count = await exchange(reader, writer, seed=4, size=up)
         assert await asyncio.wait_for(received_by_pod, 30) == sent
     assert count == down
     assert got == hashlib.sha256(b"".join(payload(3, down))).hexdigest()

@@ -9,8 +9,6 @@ at most once per window, and not at all while the status cache holds a pod of ou
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from sidecar.offload.namespace_reaper import NamespaceReaper
 from sidecar.remote.errors import RemoteError
 from sidecar.status.cache import StatusCache
 from tests import podshapes
+from tests.unit.background import running, until
 from tests.unit.test_translate import UID, plan_for
 
 
@@ -72,29 +71,12 @@ class Checks:
             raise RemoteError(0, "Unreachable", "connection refused")
 
 
-@contextlib.asynccontextmanager
-async def reaping(reaper: NamespaceReaper) -> AsyncIterator[None]:
-    task = asyncio.create_task(reaper.run_forever())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)  # polling a condition with a deadline
-
-
 async def test_a_burst_of_finished_deletes_checks_the_namespace_once_per_window() -> None:
     cache = StatusCache()
     cache.confirm()
     checks = Checks()
     reaper = NamespaceReaper(checks, cache, window=3600)
-    async with reaping(reaper):
+    async with running(reaper.run_forever()):
         for _ in range(50):
             reaper.note("offloading-a")
         await until(lambda: checks.seen)
@@ -110,7 +92,7 @@ async def test_a_namespace_the_cache_still_has_pods_in_is_not_read() -> None:
     cache.confirm()
     checks = Checks()
     reaper = NamespaceReaper(checks, cache, window=0.05)
-    async with reaping(reaper):
+    async with running(reaper.run_forever()):
         reaper.note("offloading-a")
         reaper.note("offloading-b")
         await until(lambda: checks.seen == ["offloading-b"])
@@ -128,7 +110,7 @@ async def test_a_check_that_fails_is_tried_again_in_the_next_window() -> None:
     checks = Checks()
     checks.fail = True
     reaper = NamespaceReaper(checks, cache, window=0.05)
-    async with reaping(reaper):
+    async with running(reaper.run_forever()):
         reaper.note("offloading-a")
         await until(lambda: len(checks.seen) >= 2)
         checks.fail = False

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
 from sidecar.offload.janitor import RetryPolicy, _finish_deletes
 from sidecar.offload.journal import DeleteJournal, PendingDelete
 from sidecar.offload.service import Offloader
+from tests.unit import background
+from tests.unit.background import until
 
 
 class FakeOffloader:
@@ -54,23 +55,10 @@ class FakeOffloader:
         return False
 
 
-@contextlib.asynccontextmanager
-async def running(
+def running(
     offloader: FakeOffloader, journal: DeleteJournal, policy: RetryPolicy
-) -> AsyncIterator[None]:
-    task = asyncio.create_task(_finish_deletes(cast(Offloader, offloader), journal, policy=policy))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)  # polling a condition with a deadline
+) -> contextlib.AbstractAsyncContextManager[None]:
+    return background.running(_finish_deletes(cast(Offloader, offloader), journal, policy=policy))
 
 
 def test_the_policy_gives_up_on_attempts_or_age() -> None:

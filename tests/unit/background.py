@@ -1,0 +1,26 @@
+"""A long-running coroutine run for the length of a test, and a deadline-bound wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+
+@contextlib.asynccontextmanager
+async def running(forever: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
+    """Run ``forever`` (a loop that ends only when cancelled) inside the block."""
+    task = asyncio.create_task(forever)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)  # polling a condition with a deadline
