@@ -240,6 +240,16 @@ class LocalCluster:
         from the thread that started the cluster: see ``_die_with_parent``)."""
         self._spawn("kube-apiserver", self._argv["kube-apiserver"])
 
+    def restart_controllers(self) -> None:
+        """Stop and start kube-scheduler and kube-controller-manager again (same flags),
+        without waiting: after a long API-server outage their informers can stay stale
+        for minutes (the scheduler once bound a new pod 100 s late), and later tests
+        need a scheduler that sees new pods. Call from the thread that started the
+        cluster (see ``_die_with_parent``)."""
+        for name in ("kube-scheduler", "kube-controller-manager"):
+            self._stop_one(name)
+            self._spawn(name, self._argv[name])
+
     def stop_etcd(self) -> None:
         """Stop etcd only: the API server keeps answering what needs no storage
         (``/version``, discovery, its own health endpoints) and fails or times out on
