@@ -122,9 +122,13 @@ class Tally:
 
     problems: Counter[str] = field(default_factory=Counter)
     """Refusals by route and what they named (the JSON path, indexes folded)."""
+    remote_failures: list[str] = field(default_factory=list)
+    """What the first 5xx answers said (the remote side failed: allowed, but explained)."""
 
     def count(self, label: str, code: int, data: bytes = b"") -> None:
         self.codes.setdefault(label, Counter())[code] += 1
+        if code >= 500 and len(self.remote_failures) < 5:
+            self.remote_failures.append(f"{label} {code}: {data[:500].decode('utf-8', 'replace')}")
         if code != 200:
             named = INDEX.sub("[]", data.decode("utf-8", "replace").split(": ")[0])[:90]
             self.problems[f"{label.split()[0]} {code} {named}"] += 1
@@ -236,6 +240,8 @@ def _report(pytestconfig: pytest.Config, tally: Tally) -> None:
         if os.environ.get("FUZZ_PROBLEMS"):  # what the refusals named, most frequent first
             for problem, n in tally.problems.most_common(int(os.environ["FUZZ_PROBLEMS"])):
                 reporter.write_line(f"[fuzz]   {n:5d} {problem}")
+        for failure in tally.remote_failures:
+            reporter.write_line(f"[fuzz]   {failure.strip()}")
         total = sum(sum(codes.values()) for codes in tally.codes.values())
         reporter.write_line(f"[fuzz] {total} bodies in all")
 
