@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.settings import DEFAULT_NAMESPACE_DENY, ListenKind, OffloadingSettings, Settings
 

@@ -23,7 +23,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.stream import WsApiClient
 
 from metrics import Metrics
-from sidecar.api.wire import JsonObject
+from sidecar.core.shape import JsonObject
 from sidecar.remote.client import remote_call
 from sidecar.settings import TcpTunnelSettings
 from sidecar.status.cache import StatusCache

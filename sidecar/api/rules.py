@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sidecar.api.shape import WireError, preview
+from sidecar.core.shape import WireError, preview
 
 # IsValidLabelValue: empty, or at most 63 characters of [-A-Za-z0-9_.] that start and
 # end with an alphanumeric character.

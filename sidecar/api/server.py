@@ -22,7 +22,7 @@ from aiohttp.typedefs import Middleware
 
 from metrics import Metrics
 from sidecar.api import limits, routes
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.offload.service import Offloader
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError

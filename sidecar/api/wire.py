@@ -7,7 +7,7 @@ virtual kubelet sent so no field is lost to a narrow model.
 
 Everything a request names is checked here, before anything is journalled or sent: the
 body's size is bounded by the routes, its nesting here (``MAX_DEPTH``), the type of each
-field read by ``sidecar.api.shape``, identifiers against Kubernetes' own rules by
+field read by ``sidecar.core.shape``, identifiers against Kubernetes' own rules by
 ``sidecar.api.rules``, log options against the ranges the remote API server accepts.
 
 Answers are encoded by ``encode_json`` (orjson: compact UTF-8, an order of magnitude
@@ -25,11 +25,13 @@ from typing import Any
 import orjson
 
 from sidecar.api import rules
+from sidecar.core.pods import CreateRequest, LogOptions, PodRef
 
-# Re-exported: the rest of the sidecar imports these two from here.
-from sidecar.api.shape import JsonObject as JsonObject
-from sidecar.api.shape import WireError as WireError
-from sidecar.api.shape import (
+# Re-exported for the API layer (``wire.WireError``); the layers below import them
+# from sidecar.core.
+from sidecar.core.shape import JsonObject as JsonObject
+from sidecar.core.shape import WireError as WireError
+from sidecar.core.shape import (
     as_object,
     bool_at,
     int_at,
@@ -52,34 +54,6 @@ level, so a body nested 1,000 deep must be refused before it reaches them."""
 # Go time.Duration (int64 nanoseconds) in the kubelet, which overflows beyond this.
 MAX_INT64 = 2**63 - 1
 MAX_SINCE_SECONDS = MAX_INT64 // 10**9
-
-
-@dataclass(frozen=True, slots=True)
-class PodRef:
-    """The identity of a local pod."""
-
-    uid: str
-    name: str
-    namespace: str
-
-
-@dataclass(frozen=True, slots=True)
-class CreateRequest:
-    pod: JsonObject
-    ref: PodRef
-    containers: list[JsonObject]
-    """``RetrievedContainer`` entries: per container, the ConfigMaps/Secrets it mounts."""
-
-
-@dataclass(frozen=True, slots=True)
-class LogOptions:
-    tail: int = 0
-    limit_bytes: int = 0
-    timestamps: bool = False
-    follow: bool = False
-    previous: bool = False
-    since_seconds: int = 0
-    since_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ import logging
 import time
 from datetime import datetime
 
-from sidecar.api.wire import JsonObject
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.shape import JsonObject
 from sidecar.offload.locks import ActivityCounter
 from sidecar.offload.namespace_reaper import NamespaceReaper
 from sidecar.offload.ownership import CREATED_BY_ANNOTATION, CREATED_BY_VALUE

@@ -18,9 +18,9 @@ volume-mounted ConfigMaps and Secrets, so:
 
 from __future__ import annotations
 
-from sidecar.api import shape
-from sidecar.api.wire import JsonObject, PodRef, WireError
-from sidecar.offload import naming
+from sidecar.core import naming, shape
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject, WireError
 from sidecar.offload.volumes import CopiedNames, containers_of
 
 _LOCAL_FIELDS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}

@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import shlex
 
-from sidecar.api.wire import JsonObject, PodRef
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject
 from sidecar.offload.ownership import owned_metadata
 from sidecar.offload.plan import OffloadPlan
 from sidecar.settings import MeshSettings

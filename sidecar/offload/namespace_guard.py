@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.settings import OWN_NAMESPACE_ENV, OffloadingSettings
 
 FORBIDDEN = 403

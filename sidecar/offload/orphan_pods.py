@@ -47,8 +47,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from metrics import Metrics
-from sidecar.api.wire import JsonObject
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.shape import JsonObject
 from sidecar.offload.local_pods import LocalPodReader, LocalPods, LocalReadError
 from sidecar.offload.orphan_rules import Evidence, EvidenceKind, LocalAnswer, PodFacts, judge
 from sidecar.offload.service import Offloader

@@ -39,8 +39,8 @@ from datetime import datetime
 
 from metrics import Metrics
 from metrics.catalogue import ORPHAN_KINDS
-from sidecar.api.wire import JsonObject
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.shape import JsonObject
 from sidecar.offload.cleanup import Cleaner
 from sidecar.offload.journal import DeleteJournal
 from sidecar.remote.cluster import RemoteCluster

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sidecar.api.wire import JsonObject, PodRef
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject
 
 # Marks objects (PVCs) the sidecar created itself, as opposed to ones that existed
 # remotely before: only the former may ever be deleted by the sidecar.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sidecar.api.wire import JsonObject, PodRef
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject
 
 
 @dataclass(slots=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sidecar.api import shape
-from sidecar.api.wire import JsonObject
+from sidecar.core import shape
+from sidecar.core.shape import JsonObject
 
 VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
 VIRTUAL_NODE_TYPE_LABEL = "virtual-node.interlink/type"

@@ -32,8 +32,9 @@ import time
 from contextlib import AbstractAsyncContextManager
 
 from metrics import Metrics
-from sidecar.api.wire import CreateRequest, JsonObject, PodRef
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import CreateRequest, PodRef
+from sidecar.core.shape import JsonObject
 from sidecar.offload.cleanup import Cleaner
 from sidecar.offload.journal import DeleteJournal, DeleteNotRecorded, clip
 from sidecar.offload.locks import ActivityCounter, KeyedLocks

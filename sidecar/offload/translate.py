@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 
-from sidecar.api import shape
-from sidecar.api.wire import CreateRequest, JsonObject
-from sidecar.offload import mesh, naming
+from sidecar.core import naming, shape
+from sidecar.core.pods import CreateRequest
+from sidecar.core.shape import JsonObject
+from sidecar.offload import mesh
 from sidecar.offload.env import translate_env
 from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.offload.plan import OffloadPlan

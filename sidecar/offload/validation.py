@@ -29,7 +29,7 @@ import jsonschema
 import kubernetes_validate
 from referencing import Registry, Resource
 
-from sidecar.api.wire import JsonObject, WireError
+from sidecar.core.shape import JsonObject, WireError
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.api import shape
-from sidecar.api.wire import JsonObject, PodRef, WireError
-from sidecar.offload import naming
+from sidecar.core import naming, shape
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject, WireError
 from sidecar.offload.ownership import CREATED_BY_ANNOTATION, CREATED_BY_VALUE, owned_metadata
 from sidecar.offload.plan import OffloadPlan
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
-from sidecar.api.wire import JsonObject
+from sidecar.core.shape import JsonObject
 
 _SUFFIXES = {
     "Ki": Decimal(2**10),

@@ -25,8 +25,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from sidecar.api.wire import JsonObject, LogOptions
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import LogOptions
+from sidecar.core.shape import JsonObject
 from sidecar.remote.errors import RemoteError
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ be on the way or running here. So a pod is reported gone only when that is known
 
 from __future__ import annotations
 
-from sidecar.api.wire import JsonObject
+from sidecar.core.shape import JsonObject
 from sidecar.status.mapping import Absence, AbsenceKind
 
 JOB_ID_ANNOTATION = "JobID"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sidecar.api.wire import JsonObject
+from sidecar.core.shape import JsonObject
 
 
 @dataclass(slots=True)

@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.api.wire import JsonObject, PodRef
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject
 
 
 def _uid_of(pod: JsonObject) -> str | None:

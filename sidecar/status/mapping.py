@@ -30,7 +30,7 @@ some of their outcomes are final, so the answer is shaped for them:
 * timestamps must be RFC 3339 with a zone, or Go's decoder fails the whole answer.
 
 The local pod comes from the request: the fields read from it (annotations, container
-lists and names, ``restartPolicy``) are read through ``sidecar.api.shape``, so a wrong
+lists and names, ``restartPolicy``) are read through ``sidecar.core.shape``, so a wrong
 type is a 422 naming its path. The remote pod comes from the remote API server.
 
 An answer about a remote pod is *timeless* when it is a pure function of that remote pod
@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecar.api import shape
-from sidecar.api.wire import JsonObject, PodRef
+from sidecar.core import shape
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import JsonObject
 
 GONE_EXIT_CODE = 1
 GONE_REASON = "RemotePodNotFound"
@@ -223,7 +224,7 @@ def read_local(local: JsonObject, where: str = "pod") -> LocalView:
 
 
 def _read_checked(local: JsonObject, where: str) -> LocalView:
-    """``read_local`` through ``sidecar.api.shape``: the reference, and the 422s."""
+    """``read_local`` through ``sidecar.core.shape``: the reference, and the 422s."""
     meta = shape.object_at(local, "metadata", where) or {}
     spec = shape.object_at(local, "spec", where) or {}
     spec_path = shape.child(where, "spec")

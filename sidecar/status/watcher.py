@@ -50,9 +50,9 @@ from datetime import datetime
 from typing import Any
 
 from metrics import Metrics
-from sidecar.api.wire import JsonObject
 from sidecar.backoff import backoff
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.shape import JsonObject
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
 from sidecar.remote.health import RemoteHealth

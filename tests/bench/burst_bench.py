@@ -27,9 +27,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster, ensure_binaries
 from sidecar.memory import TRIM_INTERVAL_SECONDS
-from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session

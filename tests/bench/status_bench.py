@@ -35,8 +35,8 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster, ensure_binaries
-from sidecar.offload import naming
 from tests.fixtures.sidecar_process import launch
 
 NAMESPACE = "offloading-bench"

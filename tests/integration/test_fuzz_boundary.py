@@ -40,8 +40,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster
-from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.integration.plugin_client import call, log_request, poll

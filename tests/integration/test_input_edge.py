@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from sidecar.api import wire
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster
-from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, log_request, metric_value, poll

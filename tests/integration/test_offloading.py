@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster
-from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, poll

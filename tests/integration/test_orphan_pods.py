@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster
-from sidecar.offload import naming
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.http_client import client_session

@@ -18,8 +18,8 @@ from kubernetes_asyncio import client, config
 from prometheus_client import CollectorRegistry
 
 from metrics import Metrics, make_metrics
+from sidecar.core import naming
 from sidecar.localcluster import LocalCluster
-from sidecar.offload import naming
 from sidecar.offload.cleanup import Cleaner
 from sidecar.offload.journal import DeleteJournal
 from sidecar.offload.locks import ActivityCounter, KeyedLocks

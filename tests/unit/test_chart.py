@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from sidecar import insecure, settings
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.localcluster.tools import HELM, ToolError, ensure_tool, tool_directory
 from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.settings import ListenKind

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.offload import naming
+from sidecar.core import naming
 from sidecar.offload.cleanup import _mounted_copies
 from sidecar.offload.namespace_reaper import NamespaceReaper
 from sidecar.remote.errors import RemoteError

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sidecar.api import wire
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.offload.translate import build_plan
 from sidecar.offload.validation import validate_objects
 from sidecar.settings import load

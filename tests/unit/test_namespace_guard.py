@@ -7,7 +7,7 @@ import pytest
 
 from sidecar import settings
 from sidecar.api import wire
-from sidecar.api.wire import WireError
+from sidecar.core.shape import WireError
 from sidecar.offload.namespace_guard import check_remote_namespace, matching
 from sidecar.offload.translate import build_plan
 from sidecar.settings import OffloadingSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.offload import naming
+from sidecar.core import naming
 
 UID = "0f9d3c1e-2b7a-4a7e-9d65-1c2b3a4d5e6f"
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from metrics import Metrics, make_metrics
 from sidecar.api import wire
-from sidecar.offload import naming
+from sidecar.core import naming
 from sidecar.offload.journal import DeleteJournal
 from sidecar.offload.local_pods import LocalPods
 from sidecar.offload.locks import KeyedLocks

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.api import shape
-from sidecar.api.shape import WireError
+from sidecar.core import shape
+from sidecar.core.shape import WireError
 
 
 def refused(call: Any, *args: Any, **kwargs: Any) -> str:

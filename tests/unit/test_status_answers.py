@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from metrics import make_metrics
 from sidecar.api.server import make_plugin_app
-from sidecar.api.wire import PodRef
-from sidecar.offload import naming
+from sidecar.core import naming
+from sidecar.core.pods import PodRef
 from sidecar.remote.health import RemoteHealth
 from sidecar.settings import load
 from sidecar.status import mapping

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.offload import naming
+from sidecar.core import naming
 from sidecar.status.cache import VANISHED_KEEP_SECONDS, VANISHED_MAX, StatusCache
 from sidecar.status.watcher import _Restart, apply_event
 from sidecar.tunnels import desired_tunnels

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.api.wire import PodRef, WireError
+from sidecar.core.pods import PodRef
+from sidecar.core.shape import WireError
 from sidecar.status import mapping
 from sidecar.status.mapping import Absence, AbsenceKind
 from tests.unit.vk_phase import VkPod, phase_after

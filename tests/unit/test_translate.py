@@ -12,7 +12,8 @@ import kubernetes_validate
 import pytest
 
 from sidecar.api import wire
-from sidecar.offload import mesh, naming
+from sidecar.core import naming
+from sidecar.offload import mesh
 from sidecar.offload.plan import OffloadPlan
 from sidecar.offload.rewrites import REWRITES, markdown_table
 from sidecar.offload.translate import build_plan
