@@ -28,13 +28,13 @@ from typing import Any
 import asyncssh
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from metrics import Metrics
 from tunnel import bulkrecv, bulksend, quickack
 from tunnel.config import PortPolicy, TunnelConfig
 from tunnel.desired import DesiredTunnel
 from tunnel.dialers import Dial
 from tunnel.pump import pump
 from tunnel.state import TunnelState, TunnelStatus
+from tunnel.telemetry import TunnelMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _key(tunnel: DesiredTunnel) -> str:
 
 
 class TunnelManager:
-    def __init__(self, config: TunnelConfig, dial: Dial, *, metrics: Metrics) -> None:
+    def __init__(self, config: TunnelConfig, dial: Dial, *, metrics: TunnelMetrics) -> None:
         self._config = config
         self._dial = dial
         self._metrics = metrics
