@@ -24,8 +24,7 @@ from aiohttp import web
 
 from metrics import Metrics
 from sidecar.api import limits, wire
-from sidecar.offload.journal import DeleteNotRecorded
-from sidecar.offload.service import CreateFailed, DeletedFirst, Offloader
+from sidecar.offload.service import Offloader
 from sidecar.offload.translate import remote_namespace_for
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
@@ -109,13 +108,8 @@ async def create(request: web.Request) -> web.Response:
     req = wire.parse_create(await _body(request))
     if (refusal := create_refusal(request.app[HEALTH_KEY])) is not None:
         return error_response(503, refusal)  # the remote cannot serve: fail fast, not in 30 s
-    try:
-        jid = await request.app[OFFLOADER_KEY].create(req)
-    except CreateFailed as exc:
-        return error_response(exc.status, exc.message)
-    except DeletedFirst as exc:
-        # interLink sends create and delete from goroutines: this pod's delete came first.
-        return error_response(409, str(exc))
+    # CreateFailed and DeletedFirst (409) are PluginErrors: the error middleware answers.
+    jid = await request.app[OFFLOADER_KEY].create(req)
     return json_response({"PodUID": req.ref.uid, "PodJID": jid})
 
 
@@ -127,10 +121,8 @@ async def delete(request: web.Request) -> web.Response:
     finish at once): honest, and logged on interLink's side.
     """
     ref = wire.pod_ref(await _body(request))
-    try:
-        done = await request.app[OFFLOADER_KEY].delete(ref)
-    except DeleteNotRecorded as exc:  # not finished and not journalled: no promise
-        return error_response(exc.status, exc.message)
+    # Not finished and not journalled: DeleteNotRecorded, a PluginError (503), no promise.
+    done = await request.app[OFFLOADER_KEY].delete(ref)
     if done:
         return json_response(f"Pod '{ref.uid}' deleted")
     return json_response(f"Pod '{ref.uid}' delete accepted; finishing in the background")

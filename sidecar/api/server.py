@@ -2,8 +2,10 @@
 
 Error mapping (every answer but 200 is one line of text naming the problem):
 
-* ``WireError``: the request was wrong (400 not JSON or too deep, 413 too big, 422 a
-  field), raised before anything is journalled or sent;
+* ``PluginError`` (``sidecar.core.shape``): its status and message as they are; a
+  ``WireError`` (the request was wrong: 400 not JSON or too deep, 413 too big, 422 a
+  field) is raised before anything is journalled or sent, the offloader's
+  ``CreateFailed`` and ``DeletedFirst`` (409) after;
 * ``RemoteError``: a remote 400/422 refused a value of the request (the caller's
   mistake, which only the remote API server could judge: 422 with its message); a
   remote 404: 404; no answer: 503; anything else: 502;
@@ -22,7 +24,7 @@ from aiohttp.typedefs import Middleware
 
 from metrics import Metrics
 from sidecar.api import limits, routes
-from sidecar.core.shape import WireError
+from sidecar.core.shape import PluginError
 from sidecar.offload.service import Offloader
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.errors import RemoteError
@@ -61,7 +63,7 @@ def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
         route = _route_name(request)
         try:
             response = await handler(request)
-        except WireError as exc:
+        except PluginError as exc:
             response = routes.error_response(exc.status, exc.message)
         except routes.ClientGone as exc:
             logger.debug(

@@ -29,13 +29,19 @@ _PREVIEW = 60
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class WireError(Exception):
-    """A request body interLink (or a person with curl) got wrong. Becomes a 4xx answer."""
+class PluginError(Exception):
+    """Any answer of the plugin API but 200: its HTTP ``status`` and a one-line
+    ``message`` naming the problem (the API's error middleware answers it as is)."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         self.message = message
         super().__init__(message)
+
+
+class WireError(PluginError):
+    """A request body interLink (or a person with curl) got wrong: a 4xx answer, raised
+    before anything is journalled or sent."""
 
 
 def kind_of(value: Any) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.core.shape import WireError
+from sidecar.core.shape import PluginError, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +94,12 @@ class InvalidEntry(WireError):
         super().__init__(422, message)
 
 
-class DeleteNotRecorded(Exception):
+class DeleteNotRecorded(PluginError):
     """A delete that did not finish at once and could not be written to the journal:
     the caller must not promise it (``/delete`` answers 503 with ``message``)."""
 
-    status = 503
-
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+        super().__init__(503, message)
 
 
 def check_uid(pod_uid: object) -> None:

@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from metrics import Metrics
 from sidecar.core import naming
 from sidecar.core.pods import CreateRequest, PodRef
-from sidecar.core.shape import JsonObject
+from sidecar.core.shape import JsonObject, PluginError
 from sidecar.offload.cleanup import Cleaner
 from sidecar.offload.journal import DeleteJournal, DeleteNotRecorded, clip
 from sidecar.offload.locks import ActivityCounter, KeyedLocks
@@ -66,17 +66,16 @@ def _namespace_gone(exc: RemoteError, namespace: str) -> bool:
     return exc.not_found and f'namespaces "{namespace}" not found' in exc.message
 
 
-class DeletedFirst(Exception):
-    """The pod's ``/delete`` arrived before its create finished: nothing (more) is written."""
+class DeletedFirst(PluginError):
+    """The pod's ``/delete`` arrived before its create finished: nothing (more) is written
+    (409: interLink sends create and delete from goroutines, the delete came first)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
 
 
-class CreateFailed(Exception):
-    """A create that failed remotely (and was rolled back); ``status`` for the answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
+class CreateFailed(PluginError):
+    """A create that failed remotely (and was rolled back), or ran past its deadline."""
 
 
 def _describe(obj: JsonObject) -> str:
