@@ -575,7 +575,15 @@ def test_checksums_roll_the_pod_when_config_or_secrets_change(helm: Helm) -> Non
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (("mode=both",), "mode: expected deployment or sidecar"),
+        # chart/values.schema.json: types, choices and typos, before any template runs.
+        (("mode=both",), "at '/mode': value must be one of 'sidecar', 'deployment'"),
+        (("plugin.port=http",), "at '/plugin/port'"),
+        (("plugin.port=70000",), "at '/plugin/port'"),
+        (("service.type=Internal",), "at '/service/type'"),
+        (("image.pullPolicy=Sometimes",), "at '/image/pullPolicy'"),
+        (("networkPolicy.enabled=yes",), "at '/networkPolicy/enabled'"),
+        (("netwrokPolicy.enabled=false",), "netwrokPolicy"),
+        (("state.accessModes={ReadWriteSometimes}",), "at '/state/accessModes/0'"),
         (("config.app.socket_port=5000",), "config.app.socket_port: not allowed here"),
         (("config.k8s.kubeconfig={}",), "config.k8s.kubeconfig: not allowed here: a credential"),
         (("config.tcp_tunnel.gateway_ssh_private_key=a2V5",), "use ssh.privateKey"),
