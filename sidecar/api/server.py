@@ -42,20 +42,6 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _remote_code(exc: RemoteError) -> int:
-    """Our answer for a remote failure. 400 (BadRequest) and 422 (Invalid) mean the
-    remote API server understood the request and refused its content: a value from the
-    caller (a label selector, a log option) it could not accept, so the caller's
-    mistake (422), never retried. 404: what the request names is not there. 0: no
-    answer (503); any other status (401/403 credentials, 409, 429, 5xx): the remote
-    side failed (502)."""
-    if exc.status in (400, 422):
-        return 422
-    if exc.status == 404:
-        return 404
-    return 503 if exc.status == 0 else 502
-
-
 def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -71,7 +57,7 @@ def _error_middleware(metrics: Metrics, *, log_requests: bool) -> Middleware:
             )
             response = web.Response(status=routes.CLIENT_GONE, reason="Client Closed Request")
         except RemoteError as exc:
-            code = _remote_code(exc)
+            code = exc.plugin_status()
             if code == 422:
                 response = routes.error_response(code, f"remote API server refused it: {exc}")
             else:

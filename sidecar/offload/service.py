@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from contextlib import AbstractAsyncContextManager
 
@@ -42,14 +41,11 @@ from sidecar.offload.plan import OffloadPlan
 from sidecar.offload.translate import build_plan, remote_namespace_for
 from sidecar.offload.validation import schema_version, validate_in_thread
 from sidecar.remote.cluster import RemoteCluster
-from sidecar.remote.errors import RemoteError
+from sidecar.remote.errors import RemoteError, RemoteForbidden, RemoteUnreachable
 from sidecar.settings import K8sSettings, MeshSettings, OffloadingSettings
 from sidecar.status.cache import StatusCache, made_for, owner_of
 
 logger = logging.getLogger(__name__)
-# The authorizer's denial text (k8s.io/apiserver: 'User "<name>" cannot <verb> resource
-# "<resource>" in API group ...'); admission denials (PodSecurity, quota) read otherwise.
-_RBAC_DENIAL = re.compile(r'cannot [a-z]+ resource "')
 
 # A create racing the deletion of its (emptied) namespace is refused with this; the
 # namespace is then recreated and the create tried again.
@@ -313,18 +309,11 @@ class Offloader:
                 raise  # nothing of ours can be in it: _create_locked makes it again
             undone = await self._roll_back(plan, created, namespace_created)
             self._metrics.creates.labels("failed").inc()
-            # Refused by the remote API server's validation or admission (PodSecurity,
-            # quota: 403 too): the pod's fault (422). Refused by RBAC ('User "..." cannot
-            # create resource ...'): the sidecar's credentials, not the pod (502). No
-            # answer: 503. Anything else: the remote side failed (502).
-            rbac = exc.status == 403 and _RBAC_DENIAL.search(exc.message) is not None
-            status = (
-                422
-                if exc.status in (400, 403, 422) and not rbac
-                else 503
-                if exc.status == 0
-                else 502
-            )
+            # One table (RemoteError.plugin_status): refused by validation or admission
+            # (PodSecurity, quota: 403 too): the pod's fault (422); by RBAC: the
+            # sidecar's credentials (502, with a hint); no answer: 503; else 502.
+            rbac = isinstance(exc, RemoteForbidden) and exc.by_rbac
+            status = exc.plugin_status()
             hint = (
                 " (the sidecar's remote credentials lack this permission:"
                 " see manifests/rbac/remote-rbac.yaml)"
@@ -436,7 +425,8 @@ class Offloader:
         except RemoteError as exc:
             why = clip(str(exc), 300)
             logger.warning("delete of pod uid %s in %s not finished: %s", pod_uid, namespace, why)
-            self.journal.note_failure(pod_uid, why, answered=exc.status != 0)
+            answered = not isinstance(exc, RemoteUnreachable)
+            self.journal.note_failure(pod_uid, why, answered=answered)
             return False
         if done:
             await self.journal.remove(pod_uid)

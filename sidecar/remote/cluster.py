@@ -28,7 +28,7 @@ from tenacity import (
 from sidecar.core import naming
 from sidecar.core.pods import LogOptions
 from sidecar.core.shape import JsonObject
-from sidecar.remote.errors import RemoteError
+from sidecar.remote.errors import RemoteError, RemoteForbidden, RemoteGone, RemoteUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def _transient(exc: BaseException) -> bool:
     by the controller-manager, and pods are refused until it exists)."""
     if not isinstance(exc, RemoteError):
         return False
-    if exc.status in (0, 429) or exc.status >= 500:
+    if isinstance(exc, RemoteUnreachable) or exc.status == 429 or exc.status >= 500:
         return True
-    return exc.status == 403 and "service account" in exc.message
+    return isinstance(exc, RemoteForbidden) and "service account" in exc.message
 
 
 # kind -> CoreV1Api method suffix (create_namespaced_<x>, read_..., delete_..., list_...)
@@ -271,7 +271,7 @@ class RemoteCluster:
             try:
                 page = await self._json(self._core.list_pod_for_all_namespaces, **kwargs)
             except RemoteError as exc:
-                if not (token and exc.status == 410 and restarts < 3):
+                if not (token and isinstance(exc, RemoteGone) and restarts < 3):
                     raise
                 restarts += 1
                 items, token = [], ""
