@@ -37,6 +37,7 @@ import aiohttp
 
 from sidecar.core import naming
 from sidecar.localcluster import LocalCluster, ensure_binaries
+from tests.bench.burst_bench import memory
 from tests.fixtures.sidecar_process import launch
 
 NAMESPACE = "offloading-bench"
@@ -124,14 +125,6 @@ async def status_raw(session: aiohttp.ClientSession, url: str, body: bytes) -> b
         return raw
 
 
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    """``field`` of /proc/<pid>/status in MiB (VmRSS: resident now; VmHWM: the peak)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def measure(cluster: LocalCluster, workdir: Path, uids: list[str]) -> dict[str, Any]:
     started = time.monotonic()
     sidecar = launch(workdir, cluster, name="bench-sidecar")
@@ -148,7 +141,7 @@ async def measure(cluster: LocalCluster, workdir: Path, uids: list[str]) -> dict
                     pass
                 await asyncio.sleep(0.05)
             results["initial_sync_seconds"] = round(time.monotonic() - started, 2)
-            results["rss_mib_after_sync"] = round(rss_mib(sidecar.process.pid), 1)
+            results["rss_mib_after_sync"] = round(memory(sidecar.process.pid)["VmRSS"], 1)
 
             latencies = []
             for _ in range(2000):
@@ -212,8 +205,8 @@ async def measure(cluster: LocalCluster, workdir: Path, uids: list[str]) -> dict
                 delays.append((time.monotonic() - t0) * 1000)
             results["propagation_ms_p50"] = round(statistics.median(delays), 1)
             results["propagation_ms_p99"] = round(percentile(delays, 0.99), 1)
-            results["rss_mib_end"] = round(rss_mib(sidecar.process.pid), 1)
-            results["rss_mib_peak"] = round(rss_mib(sidecar.process.pid, "VmHWM"), 1)
+            results["rss_mib_end"] = round(memory(sidecar.process.pid)["VmRSS"], 1)
+            results["rss_mib_peak"] = round(memory(sidecar.process.pid)["VmHWM"], 1)
     finally:
         sidecar.stop()
     return results

@@ -31,9 +31,7 @@ import json
 import statistics
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -43,8 +41,10 @@ from sidecar.localcluster import LocalCluster, ensure_binaries
 from sidecar.memory import TRIM_INTERVAL_SECONDS
 from tests import podshapes
 from tests.bench.burst_bench import memory
+from tests.fixtures.audit import SidecarRequests
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session
+from tests.integration.plugin_client import metric_value
 
 Runner = Callable[[], Awaitable[tuple[float, list[float]]]]
 """One measured phase: (elapsed seconds, each call's answer time)."""
@@ -63,47 +63,6 @@ def plain_body(index: int) -> dict[str, Any]:
         namespace=LOCAL_NAMESPACE,
     )
     return podshapes.body(the_pod)
-
-
-class Audit:
-    """The sidecar's requests in the audit log since the last ``mark``."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self._cluster = cluster
-        self._offset = 0
-
-    def mark(self) -> None:
-        self._offset = self._cluster.audit_log.stat().st_size
-
-    def since_mark(self) -> Counter[str]:
-        with self._cluster.audit_log.open("rb") as log:
-            log.seek(self._offset)
-            lines = log.read().splitlines()
-        counted: Counter[str] = Counter()
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if (event.get("user") or {}).get("username") != self._cluster.sidecar_user:
-                continue
-            if event.get("stage") != "ResponseComplete":
-                continue
-            ref = event.get("objectRef") or {}
-            resource = ref.get("resource", "")
-            in_namespace = ref.get("namespace") == REMOTE_NAMESPACE
-            on_namespace = resource == "namespaces" and ref.get("name") == REMOTE_NAMESPACE
-            if in_namespace or on_namespace:
-                counted[f"{event.get('verb')} {resource}"] += 1
-        return counted
-
-
-def metric(sidecar: SidecarProcess, name: str) -> float:
-    with urllib.request.urlopen(sidecar.ops_url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def wait_for(what: str, check: Callable[[], bool], timeout: float = 600) -> None:
@@ -185,7 +144,7 @@ async def phase(
     label: str,
     run: Runner,
     count: int,
-    audit: Audit,
+    audit: SidecarRequests,
     settled: Callable[[], bool],
 ) -> dict[str, Any]:
     audit.mark()
@@ -212,10 +171,10 @@ async def run(args: argparse.Namespace) -> None:
         sidecar = launch(Path(tmp), cluster)
         try:
             sidecar.wait_until_ready(timeout=60)
-            audit = Audit(cluster)
+            audit = SidecarRequests(cluster, REMOTE_NAMESPACE)
 
             def journal_empty() -> bool:
-                return metric(sidecar, "sidecar_janitor_pending_deletes") == 0
+                return metric_value(sidecar, "sidecar_janitor_pending_deletes") == 0
 
             def created(count: int) -> bool:
                 return remote_pods(cluster) >= count

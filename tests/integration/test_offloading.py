@@ -182,6 +182,17 @@ async def test_repeated_create_returns_the_same_jid(
     await wait_all_gone(control_plane, "offloading-default", [uid])
 
 
+def env_ref_bodies(namespace: str, prefix: str, count: int) -> list[dict[str, Any]]:
+    """``count`` env-refs pods of their own uids, named ``<prefix>-<index>``, in
+    ``namespace``."""
+    bodies = []
+    for index in range(count):
+        body = podshapes.env_refs(str(uuid.uuid4()))
+        body["pod"]["metadata"] |= {"namespace": namespace, "name": f"{prefix}-{index}"}
+        bodies.append(body)
+    return bodies
+
+
 async def test_a_namespace_deleted_behind_our_back_is_made_again(
     sidecar_module: SidecarProcess, control_plane: LocalCluster
 ) -> None:
@@ -189,11 +200,7 @@ async def test_a_namespace_deleted_behind_our_back_is_made_again(
     one deleted by someone else must not make the next create fail."""
     namespace = f"gone-{uuid.uuid4().hex[:6]}"
     remote_namespace = f"offloading-{namespace}"
-    bodies = []
-    for index in range(2):
-        body = podshapes.env_refs(str(uuid.uuid4()))
-        body["pod"]["metadata"] |= {"namespace": namespace, "name": f"gone-{index}"}
-        bodies.append(body)
+    bodies = env_ref_bodies(namespace, "gone", 2)
     code, answer = await call(sidecar_module, "POST", "/create", bodies[0])
     assert code == 200, answer
     # Someone else removes the namespace (and the first pod with it).
@@ -224,11 +231,7 @@ async def test_fifty_concurrent_creates_and_deletes(
     sidecar_module: SidecarProcess, control_plane: LocalCluster
 ) -> None:
     namespace = f"burst-{uuid.uuid4().hex[:6]}"
-    bodies = []
-    for index in range(50):
-        body = podshapes.env_refs(str(uuid.uuid4()))
-        body["pod"]["metadata"] |= {"namespace": namespace, "name": f"burst-{index}"}
-        bodies.append(body)
+    bodies = env_ref_bodies(namespace, "burst", 50)
     results = await asyncio.gather(*(call(sidecar_module, "POST", "/create", b) for b in bodies))
     assert [code for code, _ in results] == [200] * 50, [a for c, a in results if c != 200][:3]
     assert len({json.loads(answer)["PodJID"] for _, answer in results}) == 50

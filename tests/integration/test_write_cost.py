@@ -17,40 +17,12 @@ import pytest
 
 from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.fixtures.audit import SidecarRequests
 from tests.fixtures.sidecar_process import SidecarProcess
 from tests.integration.plugin_client import call, metric_value, poll
 from tests.integration.test_offloading import namespace_exists
 
 pytestmark = pytest.mark.controlplane
-
-
-class RemoteRequests:
-    """The sidecar's requests on one remote namespace (and on the namespace itself)
-    since ``mark``, as ``"<verb> <resource>"`` counts."""
-
-    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
-        self._cluster = cluster
-        self._namespace = namespace
-        self._before: Counter[str] = Counter()
-
-    def _all(self) -> Counter[str]:
-        counted: Counter[str] = Counter()
-        for event in self._cluster.audit_events(user=self._cluster.sidecar_user):
-            ref = event.get("objectRef") or {}
-            if event.get("stage") != "ResponseComplete":
-                continue
-            resource = ref.get("resource", "")
-            if ref.get("namespace") == self._namespace or (
-                resource == "namespaces" and ref.get("name") == self._namespace
-            ):
-                counted[f"{event.get('verb')} {resource}"] += 1
-        return counted
-
-    def mark(self) -> None:
-        self._before = self._all()
-
-    def since_mark(self) -> Counter[str]:
-        return self._all() - self._before
 
 
 def body_in(namespace: str, shape: str = "") -> dict[str, Any]:
@@ -79,7 +51,7 @@ async def test_creates_and_deletes_cost_one_request_per_object(
 ) -> None:
     local = f"cost-{uuid.uuid4().hex[:8]}"
     remote = f"offloading-{local}"
-    requests = RemoteRequests(control_plane, remote)
+    requests = SidecarRequests(control_plane, remote)
     first, mounted = body_in(local), body_in(local, "shared-volumes")
     others = [body_in(local) for _ in range(8)]
     await created(sidecar_module, first)  # makes the namespace known
