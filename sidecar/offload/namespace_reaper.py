@@ -52,13 +52,13 @@ class NamespaceReaper:
         self._noted.add(namespace)
         self._wakeup.set()
 
-    def _in_use(self, namespace: str) -> bool:
-        """The cache, when confirmed, knows every pod of ours: one there is enough."""
+    def _in_use(self) -> set[str]:
+        """Namespaces holding a pod of ours, by the cache when it is confirmed (it knows
+        every one; one pod is enough). A cheap filter only: the check itself reads the
+        remote namespace, so a pod created after this look is never deleted with it."""
         if not self._cache.confirmed:
-            return False
-        return any(
-            (pod.get("metadata") or {}).get("namespace") == namespace for pod in self._cache.pods()
-        )
+            return set()
+        return {(pod.get("metadata") or {}).get("namespace", "") for pod in self._cache.pods()}
 
     async def run_forever(self) -> None:
         while True:
@@ -68,9 +68,10 @@ class NamespaceReaper:
                 if now - at >= self._window:
                     del self._checked_at[namespace]
             due = sorted(ns for ns in self._noted if ns not in self._checked_at)
+            in_use = self._in_use() if due else set()  # one pass over the cache per pass
             for namespace in due:
                 self._noted.discard(namespace)
-                if self._in_use(namespace):
+                if namespace in in_use:
                     continue
                 self._checked_at[namespace] = time.monotonic()
                 try:
