@@ -21,6 +21,10 @@ class OffloadPlan:
     warnings: list[str] = field(default_factory=list)
     """Things dropped on purpose (unsupported volumes, ...), each naming pod and field."""
 
+    def data(self) -> list[JsonObject]:
+        """The objects the pod mounts: independent of each other, written before it."""
+        return [*self.config_maps, *self.secrets, *self.pvcs]
+
     def objects(self) -> list[JsonObject]:
         """Every object, in the order they are created."""
-        return [*self.config_maps, *self.secrets, *self.pvcs, self.pod]
+        return [*self.data(), self.pod]

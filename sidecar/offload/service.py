@@ -282,7 +282,7 @@ class Offloader:
             # A /delete of this pod that arrived meanwhile stops the create before each
             # step; the janitor, woken when this create ends, removes what was written.
             self._check_not_deleted(plan.ref)
-            data = [*plan.config_maps, *plan.secrets, *plan.pvcs]
+            data = plan.data()
             # The data objects do not depend on each other: sent together. The pod
             # mounts them, so it comes after all of them.
             results = await asyncio.gather(
