@@ -59,14 +59,20 @@ class RootTasks:
         return TaskExit(task=None)
 
     async def stop(self, names: list[str], *, timeout: float) -> None:
-        """Cancel the named tasks one after another, each within ``timeout`` seconds."""
-        for name in names:
-            task = self._tasks.get(name)
-            if task is None or task.done():
-                continue
+        """Cancel the named tasks together and wait for them, all within ``timeout``
+        seconds; one that has not ended by then is logged and left (the process exits)."""
+        running = {
+            name: task
+            for name in names
+            if (task := self._tasks.get(name)) is not None and not task.done()
+        }
+        for task in running.values():
             task.cancel()
-            done, _ = await asyncio.wait([task], timeout=timeout)
-            if not done:
+        if not running:
+            return
+        await asyncio.wait(running.values(), timeout=timeout)
+        for name, task in running.items():
+            if not task.done():
                 logger.error("root task %r did not stop within %.1f s", name, timeout)
             elif not task.cancelled() and task.exception() is not None:
                 logger.warning(
