@@ -13,12 +13,12 @@ setup:
 	bash tests/bootstrap.sh
 
 run: setup
-	$(VENV)/bin/interlink-k8s-sidecar --local-cluster
+	$(PY) -m tests.localcluster
 
 gates:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sidecar tunnel metrics
+	$(VENV)/bin/mypy sidecar tunnel metrics tests/localcluster
 	$(VENV)/bin/lint-imports
 
 # The integration suite runs twice: as cluster-admin, then with the sidecar holding only

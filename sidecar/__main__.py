@@ -1,8 +1,10 @@
-"""Command line: ``interlink-k8s-sidecar [--config FILE] [--check-config] [--local-cluster]``.
+"""Command line: ``interlink-k8s-sidecar [--config FILE] [--check-config]``.
 
-Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when a root task ended on its own
-or the local cluster failed, 2 for any configuration problem (all of them are printed,
-each with its key).
+Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when a root task ended on its own,
+2 for a bad argument or any configuration problem (all of them are printed, each with
+its key). The embedded control plane of ``make run`` is development tooling in the
+source checkout (``python -m tests.localcluster``), not part of this package: the old
+``--local-cluster`` option is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from sidecar import app, logconfig, settings
 
 # Upstream's default location, relative to the working directory; used only if present.
 UPSTREAM_DEFAULT_CONFIG = Path("private/config.ini")
-LOCAL_CLUSTER_PLUGIN_PORT = "4000"
+# Moved out of the package (python -m tests.localcluster); refused with a pointer.
+_DEV_ONLY_OPTION = "--local-cluster"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,18 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
     )
-    parser.add_argument(
-        "--local-cluster",
-        action="store_true",
-        help="start an embedded control plane with kwok nodes and offload to it "
-        "(builds the binaries on first use)",
-    )
-    parser.add_argument(
-        "--local-cluster-dir",
-        metavar="DIR",
-        help="where the embedded control plane keeps its state (default: a new temporary "
-        "directory)",
-    )
     return parser
 
 
@@ -58,9 +48,9 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return str(UPSTREAM_DEFAULT_CONFIG) if UPSTREAM_DEFAULT_CONFIG.is_file() else None
 
 
-def _load(path: str | None, defaults: dict[str, str] | None = None) -> settings.Settings:
+def _load(path: str | None) -> settings.Settings:
     try:
-        return settings.load(path, os.environ, defaults=defaults)
+        return settings.load(path, os.environ)
     except settings.SettingsError as exc:
         print(
             f"interlink-k8s-sidecar: {len(exc.problems)} configuration problem(s):", file=sys.stderr
@@ -70,53 +60,16 @@ def _load(path: str | None, defaults: dict[str, str] | None = None) -> settings.
         raise SystemExit(app.EXIT_CONFIG) from None
 
 
-def _say(line: str) -> None:
-    print(f"[local-cluster] {line}", flush=True)
-
-
-def _run_local_cluster(args: argparse.Namespace, path: str | None) -> int:
-    # Imported here: the plain sidecar never needs the control-plane code.
-    from sidecar.localcluster import LocalCluster, LocalClusterError, ensure_binaries
-
-    local_defaults = {
-        "APP_SOCKET_ADDRESS": "http://127.0.0.1",
-        "APP_SOCKET_PORT": LOCAL_CLUSTER_PLUGIN_PORT,
-        "K8S_KUBECONFIG_PATH": "",
-    }
-    _load(path, local_defaults)  # report configuration problems before a long start
-    workdir = Path(args.local_cluster_dir or tempfile.mkdtemp(prefix="interlink-local-cluster-"))
-    try:
-        binaries = ensure_binaries(progress=_say)
-        cluster = LocalCluster(workdir, binaries, progress=_say)
-        cluster.start()
-    except LocalClusterError as exc:
-        print(f"interlink-k8s-sidecar: local cluster: {exc}", file=sys.stderr)
-        return 1
-    try:
-        local_defaults["K8S_KUBECONFIG_PATH"] = str(cluster.kubeconfig)
-        local_defaults["APP_STATE_DIR"] = str(workdir / "state")
-        config = _load(path, local_defaults)
-        logconfig.configure(config.log.level)
-
-        def announce(urls: list[str], ops_port: int) -> None:
-            _say(f"kubeconfig: {cluster.kubeconfig}")
-            _say(f"kwok pod log file: {cluster.pod_log_file}")
-            for url in urls:
-                _say(f"plugin API: {url}")
-            _say(f"ops: http://{config.app.ops_address}:{ops_port}/readyz")
-            _say("ready: try the README's curl examples; Ctrl-C stops everything")
-
-        return asyncio.run(app.run(config, on_ready=announce))
-    finally:
-        cluster.stop()
-        _say("control plane stopped")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any(a.startswith(_DEV_ONLY_OPTION) for a in arguments):  # and -dir
+        parser.error(
+            f"{_DEV_ONLY_OPTION} is a development tool, not part of the installed sidecar: "
+            "run `make run` from a source checkout"
+        )
+    args = parser.parse_args(arguments)
     path = _config_path(args)
-    if args.local_cluster:
-        return _run_local_cluster(args, path)
     config = _load(path)
     if args.check_config:
         print(f"configuration OK ({config.source})")

@@ -33,7 +33,7 @@ echo "[setup] installing the package with its test extras"
 "$VENV/bin/pip" install -q -e '.[test]'
 
 echo "[setup] control-plane binaries"
-"$VENV/bin/python" -m sidecar.localcluster
+"$VENV/bin/python" -m tests.localcluster.build
 
 # The end-to-end tier's interLink (API server and virtual kubelet), built from
 # ../shared/vendor/ (or $INTERLINK_SRC_DIR, or taken from $INTERLINK_BIN_DIR); never
@@ -42,4 +42,4 @@ echo "[setup] interLink binaries for the end-to-end tier (tests/e2e)"
 "$VENV/bin/python" -m tests.e2e.chain
 
 echo "[setup] helm and kubectl (linked into $VENV/bin)"
-"$VENV/bin/python" -m sidecar.localcluster.tools
+"$VENV/bin/python" -m tests.localcluster.tools

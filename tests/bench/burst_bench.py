@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster, ensure_binaries
 from sidecar.memory import TRIM_INTERVAL_SECONDS
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session
+from tests.localcluster import LocalCluster, ensure_binaries
 
 MiB = 1024 * 1024
 

@@ -36,9 +36,9 @@ from typing import Any
 import aiohttp
 
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster, ensure_binaries
 from tests.bench.burst_bench import memory
 from tests.fixtures.sidecar_process import launch
+from tests.localcluster import LocalCluster, ensure_binaries
 
 NAMESPACE = "offloading-bench"
 NODE_PODS = 3000

@@ -42,13 +42,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sidecar.localcluster import LocalCluster, ensure_binaries
-from sidecar.localcluster.cluster import free_port
 from tests import podshapes
 from tests.bench.status_bench import percentile
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.fixtures.sshd import SshdServer
 from tests.integration.plugin_client import call
+from tests.localcluster import LocalCluster, ensure_binaries
+from tests.localcluster.cluster import free_port
 
 MB = 1024 * 1024
 BLOCK = 256 * 1024

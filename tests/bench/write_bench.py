@@ -37,7 +37,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sidecar.localcluster import LocalCluster, ensure_binaries
 from sidecar.memory import TRIM_INTERVAL_SECONDS
 from tests import podshapes
 from tests.bench.burst_bench import memory
@@ -45,6 +44,7 @@ from tests.fixtures.audit import SidecarRequests
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.http_client import client_session
 from tests.integration.plugin_client import metric_value
+from tests.localcluster import LocalCluster, ensure_binaries
 
 Runner = Callable[[], Awaitable[tuple[float, list[float]]]]
 """One measured phase: (elapsed seconds, each call's answer time)."""

@@ -21,12 +21,12 @@ from typing import NoReturn
 
 import pytest
 
-from sidecar.localcluster import LocalClusterError, ensure_binaries
-from sidecar.localcluster.tools import KUBECTL, ToolError, ensure_tool
 from tests.e2e.chain.build import ChainUnavailable, ensure_interlink
 from tests.e2e.chain.topology import NODES, Chain, ChainError, start_chain
 from tests.e2e.kubectl import Kubectl
 from tests.e2e.submit import Submit
+from tests.localcluster import LocalClusterError, ensure_binaries
+from tests.localcluster.tools import KUBECTL, ToolError, ensure_tool
 
 
 def _unavailable(reason: str) -> NoReturn:

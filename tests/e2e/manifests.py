@@ -4,7 +4,7 @@ A virtual node is tainted ``virtual-node.interlink/no-schedule:NoSchedule``; a p
 there with the matching toleration and ``nodeSelector: kubernetes.io/hostname: <node>``.
 kwok runs no container, so the image and command are never executed: annotations of
 the project's kwok stages script what the "container" does (they are copied to the
-remote pod): see sidecar/localcluster/kwok-stages.yaml.
+remote pod): see tests/localcluster/kwok-stages.yaml.
 """
 
 from __future__ import annotations

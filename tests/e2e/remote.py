@@ -11,7 +11,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from sidecar.localcluster import LocalCluster
+from tests.localcluster import LocalCluster
 
 OURS = "interlink.io=offloading"
 UID_LABEL = "interlink.io/source.pod_uid"

@@ -4,7 +4,7 @@ Each rule in ``sidecar/status/mapping.py`` answers something a kubelet would not
 because the virtual kubelet's phase logic (execute.go) would otherwise leave the local
 pod stuck, fail it, or crash. Unit tests check the answers against a port of that logic;
 these check what the real virtual kubelet makes of them, seen with kubectl on LOCAL.
-kwok stages script the remote side (``sidecar/localcluster/kwok-stages.yaml``).
+kwok stages script the remote side (``tests/localcluster/kwok-stages.yaml``).
 """
 
 from __future__ import annotations

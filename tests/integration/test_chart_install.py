@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
-from sidecar.localcluster.tools import HELM, KUBECTL, ToolError, ensure_tool
+from tests.localcluster import LocalCluster
+from tests.localcluster.tools import HELM, KUBECTL, ToolError, ensure_tool
 
 pytestmark = pytest.mark.controlplane
 

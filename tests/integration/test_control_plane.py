@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
-from sidecar.localcluster.binaries import K8S_VERSION
+from tests.localcluster import LocalCluster
+from tests.localcluster.binaries import K8S_VERSION
 
 pytestmark = pytest.mark.controlplane
 

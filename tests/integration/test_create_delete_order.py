@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.admission_gate import AdmissionGate, Hold
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, metric_value, new_pod, poll
 from tests.integration.test_offloading import namespace_exists, remote_objects
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -1,5 +1,5 @@
 """The annotation-driven kwok stages that script a remote pod's life
-(sidecar/localcluster/kwok-stages.yaml), checked on the REMOTE cluster itself: a pod
+(tests/localcluster/kwok-stages.yaml), checked on the REMOTE cluster itself: a pod
 created directly on a kwok node must reach exactly the status a real kubelet would show,
 since the sidecar's and the end-to-end tests rely on it.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

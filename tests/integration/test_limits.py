@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.admission_gate import AdmissionGate
 from tests.fixtures.sidecar_process import StartSidecar
 from tests.http_client import client_session
 from tests.integration.plugin_client import call, create_body, new_pod, poll
 from tests.integration.test_offloading import remote_objects
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -1,4 +1,6 @@
-"""``interlink-k8s-sidecar --local-cluster`` as a newcomer runs it (the README's run command)."""
+"""``make run``'s command, ``python -m tests.localcluster`` from the repository root, as a
+newcomer runs it; and the installed ``interlink-k8s-sidecar --local-cluster``, which
+says where that tool went."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.localcluster.cluster import free_port
 from tests.integration.test_process import alive, descendants
+from tests.localcluster.cluster import free_port
 
 pytestmark = pytest.mark.controlplane
 REPO = Path(__file__).resolve().parents[2]
@@ -41,18 +43,17 @@ def test_local_cluster_comes_up_serves_and_stops_cleanly(
     control_plane: object, tmp_path: Path
 ) -> None:
     # control_plane: the binaries are built (or the test fails in CI) before this runs.
-    script = Path(sys.executable).with_name("interlink-k8s-sidecar")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
     env |= {"APP_SOCKET_PORT": str(port), "APP_OPS_PORT": str(free_port())}
     process = subprocess.Popen(
-        [str(script), "--local-cluster", "--local-cluster-dir", str(tmp_path / "cluster")],
+        [sys.executable, "-m", "tests.localcluster", "--dir", str(tmp_path / "cluster")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
-        cwd=tmp_path,
+        cwd=REPO,
     )
     try:
         lines = read_until(process, "[local-cluster] ready", timeout=120)
@@ -87,9 +88,27 @@ def test_local_cluster_comes_up_serves_and_stops_cleanly(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         assert not [pid for pid in children if alive(pid)]
+        assert "[local-cluster] control plane stopped" in process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_the_installed_sidecar_refuses_local_cluster_with_a_pointer(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("interlink-k8s-sidecar")
+    for argv in (["--local-cluster"], ["--local-cluster-dir", "x"]):
+        result = subprocess.run(
+            [str(script), *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "development tool" in result.stderr and "make run" in result.stderr
+        assert "unrecognized" not in result.stderr
+        assert len(result.stderr.splitlines()) <= 2  # usage and one line

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess
 from tests.http_client import client_session
 from tests.integration import plugin_client
 from tests.integration.plugin_client import call, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -16,10 +16,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics import catalogue, make_metrics, register_phase_collector
-from sidecar.localcluster import LocalCluster
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration import plugin_client
 from tests.integration.plugin_client import call, create_body, new_pod, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

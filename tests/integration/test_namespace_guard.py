@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from sidecar.core.naming import POD_UID_LABEL
-from sidecar.localcluster import LocalCluster
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, create_body, new_pod, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -23,7 +23,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.stream import WsApiClient
 
-from sidecar.localcluster import LocalCluster
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, metric_value, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sidecar.localcluster import LocalCluster
-from sidecar.localcluster.cluster import free_port
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.fixtures.sshd import SshdServer, SshGateway
 from tests.http_client import client_session
 from tests.integration.plugin_client import call, metric_value, poll
+from tests.localcluster import LocalCluster
+from tests.localcluster.cluster import free_port
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.sshd]
 

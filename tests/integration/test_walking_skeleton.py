@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests.fixtures.sidecar_process import SidecarProcess
 from tests.integration import plugin_client
 from tests.integration.plugin_client import call, create_body, new_pod, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
 from tests.fixtures.audit import SidecarRequests
 from tests.fixtures.sidecar_process import SidecarProcess
 from tests.integration.plugin_client import call, metric_value, poll
 from tests.integration.test_offloading import namespace_exists
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 

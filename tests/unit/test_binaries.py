@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.localcluster.binaries import BIN_DIR_ENV, LocalClusterError, ensure_binaries
+from tests.localcluster.binaries import BIN_DIR_ENV, LocalClusterError, ensure_binaries
 
 
 def test_incomplete_bin_dir_names_what_is_missing(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Python version, the final stage runs as uid 10001 from the wheel only with no bu
 tools, the image's default config loads, is closed (a unix socket and loopback, no
 EXPOSE, nothing the sidecar warns about) and matches VOLUME; and that the build
 context the Dockerfile copies builds a wheel with every package and data file, whose
-entry point runs.
+entry point runs, and without the test tooling (tests/, the embedded control plane of
+``make run``: its Go build scripts, kwok stages and ``localcluster`` modules).
 """
 
 from __future__ import annotations
@@ -274,9 +275,10 @@ def test_parser_handles_continuations_heredocs_and_refuses_junk() -> None:
 
 def test_dockerignore_rules_match_docker_semantics() -> None:
     for kept in ("pyproject.toml", "README.md", "sidecar/app.py", "tunnel/manager.py",
-                 "sidecar/localcluster/build-helm.sh", "metrics/py.typed"):  # fmt: skip
+                 "sidecar/py.typed", "metrics/py.typed"):  # fmt: skip
         assert not ignored(kept), kept
     for dropped in (".venv/bin/python", ".git/HEAD", "tests/unit/test_chart.py",
+                    "tests/localcluster/build-helm.sh", "tests/localcluster/kwok-stages.yaml",
                     ".mypy_cache/x.json", ".ruff_cache/x", ".pytest_cache/v", "private/config.ini",
                     "sidecar/__pycache__/app.cpython-311.pyc", "build/lib/sidecar/app.py",
                     "interlink_k8s_sidecar.egg-info/PKG-INFO", "chart/values.yaml",
@@ -310,6 +312,16 @@ def test_build_stage_makes_a_wheel_of_the_package() -> None:
     runs = " ".join(r.value for r in build.all("RUN"))
     assert "pip wheel --no-deps --wheel-dir /wheels ." in runs
     assert "--only-binary=:all:" in runs, "dependencies as binary wheels: no compiler needed"
+
+
+def test_no_stage_copies_the_tests_into_the_image() -> None:
+    # tests/ holds the development tooling (tests/localcluster, fixtures): never shipped.
+    for stage in stages():
+        for sources, _ in copy_sources(stage):
+            for source in sources:
+                top = Path(source).parts[0] if Path(source).parts else "."
+                assert top not in {".", "tests"}, f"COPY {source}: copies tests/ into the image"
+    assert ignored("tests/localcluster/__init__.py"), ".dockerignore must drop tests/"
 
 
 def test_final_stage_installs_only_the_wheel_and_has_no_build_tools() -> None:
@@ -411,8 +423,8 @@ def test_build_context_makes_a_complete_wheel_whose_entry_point_runs(tmp_path: P
     for package in ("sidecar", "tunnel", "metrics"):
         assert f"{package}/__init__.py" in names
         assert f"{package}/py.typed" in names
-    for data in ("build-control-plane.sh", "build-helm.sh", "build-kubectl.sh", "kwok-stages.yaml"):
-        assert f"sidecar/localcluster/{data}" in names
+    # The test tooling stays out: no Go build script, no kwok stages, no localcluster module.
+    assert not [n for n in names if n.endswith(".sh") or "kwok" in n or "localcluster" in n]
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     assert "interlink-k8s-sidecar = sidecar.__main__:main" in entry_points
 

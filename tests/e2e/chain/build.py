@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.localcluster.binaries import cache_root
+from tests.localcluster.binaries import cache_root
 
 INTERLINK_VERSION = "0.6.2"
 # Bump when the build command changes what it produces (a new cache directory).

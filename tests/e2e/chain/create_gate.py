@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from sidecar.localcluster.cluster import free_port
 from tests.fixtures.threaded_server import ThreadedServer
+from tests.localcluster.cluster import free_port
 
 MAX_HOLD_SECONDS = 60.0
 """A forgotten hold never outlasts this (interLink's client gives up after 90 s)."""

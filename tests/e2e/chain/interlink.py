@@ -18,11 +18,11 @@ from typing import Literal
 
 import yaml
 
-from sidecar.localcluster import LocalCluster
-from sidecar.localcluster.cluster import free_port
 from tests.e2e.chain.build import InterlinkBinaries
 from tests.e2e.chain.processes import Child
 from tests.fixtures.sidecar_process import SidecarProcess
+from tests.localcluster import LocalCluster
+from tests.localcluster.cluster import free_port
 
 Transport = Literal["tcp", "unix"]
 

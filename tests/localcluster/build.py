@@ -1,13 +1,14 @@
-"""``python -m sidecar.localcluster``: build (or find) the control-plane binaries, print them.
+"""``python -m tests.localcluster.build``: build (or find) the control-plane binaries, print them.
 
-The test command runs this before pytest so that a cold build shows its progress.
+The test command (tests/bootstrap.sh) runs this before pytest so that a cold build shows
+its progress.
 """
 
 from __future__ import annotations
 
 import sys
 
-from sidecar.localcluster.binaries import LocalClusterError, ensure_binaries
+from tests.localcluster.binaries import LocalClusterError, ensure_binaries
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ Like the control-plane binaries, each is built once from the Go module proxy
 (``build-<tool>.sh``: helm from ``helm.sh/helm/v3``, kubectl from ``k8s.io/kubectl``)
 into its own cache directory, ``~/.cache/interlink-k8s-sidecar/bin/<tool>-<version>/``,
 and reused; ``$HELM_BIN`` / ``$KUBECTL_BIN`` point at ready binaries instead.
-``python -m sidecar.localcluster.tools`` builds both ahead of time and links them into
+``python -m tests.localcluster.tools`` builds both ahead of time and links them into
 the virtualenv's ``bin/`` (next to this interpreter), so ``.venv/bin/helm`` and
 ``.venv/bin/kubectl`` work.
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.localcluster.binaries import K8S_VERSION, cache_root, run_build_script
+from tests.localcluster.binaries import K8S_VERSION, cache_root, run_build_script
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ from typing import Any
 
 import yaml
 
-from sidecar.localcluster import pki
-from sidecar.localcluster.binaries import Binaries, LocalClusterError
+from tests.localcluster import pki
+from tests.localcluster.binaries import Binaries, LocalClusterError
 
 _STAGES = Path(__file__).with_name("kwok-stages.yaml")
 _PR_SET_PDEATHSIG = 1
@@ -275,7 +275,7 @@ class LocalCluster:
         admin or as the owner of ``token``. An error status raises urllib's HTTPError."""
         assert self._ssl is not None
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(  # noqa: S310 - https to our own server
+        req = urllib.request.Request(  # https to our own server
             self.server + path,
             data=data,
             method=method,
@@ -286,7 +286,7 @@ class LocalCluster:
                 ),
             },
         )
-        with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as response:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as response:
             raw = response.read()
         return json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
 

@@ -1,0 +1,121 @@
+"""``python -m tests.localcluster [--config FILE] [--dir DIR]``: what ``make run`` runs.
+
+Starts the embedded control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kwok nodes; the binaries are built on first use) on 127.0.0.1 and the
+sidecar against it, prints the kubeconfig path and the plugin URL, and stops everything
+on Ctrl-C (SIGINT) or SIGTERM. Run it from the repository root: it is development
+tooling, not part of the package (the installed ``interlink-k8s-sidecar`` refuses
+``--local-cluster``). ``python -m tests.localcluster.build`` only builds (or finds) the
+binaries.
+
+The configuration is read as the sidecar reads it (``--config``, else
+``$CONFIG_FILE_PATH``, else ``private/config.ini`` if present, and ``SECTION_KEY``
+environment variables); only the listen address (http://127.0.0.1:4000), the
+kubeconfig (the control plane's) and the state directory (``<DIR>/state``) have other
+defaults. Exit status: 0 after a clean stop, 1 when the control plane could not start or
+a root task ended on its own, 2 for any configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from sidecar import app, logconfig, settings
+from tests.localcluster.binaries import LocalClusterError, ensure_binaries
+from tests.localcluster.cluster import LocalCluster
+
+# The sidecar's own fallback, relative to the working directory; used only if present.
+UPSTREAM_DEFAULT_CONFIG = Path("private/config.ini")
+PLUGIN_PORT = "4000"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.localcluster",
+        description="Start an embedded control plane with kwok nodes and the sidecar "
+        "offloading to it (builds the binaries on first use).",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config.ini to read (default: $CONFIG_FILE_PATH, else private/config.ini if present)",
+    )
+    parser.add_argument(
+        "--dir",
+        "--local-cluster-dir",
+        dest="dir",
+        metavar="DIR",
+        help="where the control plane keeps its state (default: a new temporary directory)",
+    )
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    if args.config:
+        return str(args.config)
+    if os.environ.get("CONFIG_FILE_PATH"):
+        return os.environ["CONFIG_FILE_PATH"]
+    return str(UPSTREAM_DEFAULT_CONFIG) if UPSTREAM_DEFAULT_CONFIG.is_file() else None
+
+
+def _load(path: str | None, defaults: dict[str, str]) -> settings.Settings:
+    try:
+        return settings.load(path, os.environ, defaults=defaults)
+    except settings.SettingsError as exc:
+        print(
+            f"interlink-k8s-sidecar: {len(exc.problems)} configuration problem(s):", file=sys.stderr
+        )
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(app.EXIT_CONFIG) from None
+
+
+def _say(line: str) -> None:
+    print(f"[local-cluster] {line}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = _config_path(args)
+    local_defaults = {
+        "APP_SOCKET_ADDRESS": "http://127.0.0.1",
+        "APP_SOCKET_PORT": PLUGIN_PORT,
+        "K8S_KUBECONFIG_PATH": "",
+    }
+    _load(path, local_defaults)  # report configuration problems before a long start
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="interlink-local-cluster-"))
+    try:
+        binaries = ensure_binaries(progress=_say)
+        cluster = LocalCluster(workdir, binaries, progress=_say)
+        cluster.start()
+    except LocalClusterError as exc:
+        print(f"interlink-k8s-sidecar: local cluster: {exc}", file=sys.stderr)
+        return 1
+    try:
+        local_defaults["K8S_KUBECONFIG_PATH"] = str(cluster.kubeconfig)
+        local_defaults["APP_STATE_DIR"] = str(workdir / "state")
+        config = _load(path, local_defaults)
+        logconfig.configure(config.log.level)
+
+        def announce(urls: list[str], ops_port: int) -> None:
+            _say(f"kubeconfig: {cluster.kubeconfig}")
+            _say(f"kwok pod log file: {cluster.pod_log_file}")
+            for url in urls:
+                _say(f"plugin API: {url}")
+            _say(f"ops: http://{config.app.ops_address}:{ops_port}/readyz")
+            _say("ready: try the README's curl examples; Ctrl-C stops everything")
+
+        return asyncio.run(app.run(config, on_ready=announce))
+    finally:
+        cluster.stop()
+        _say("control plane stopped")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
