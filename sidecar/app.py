@@ -46,7 +46,7 @@ from sidecar.remote.capacity import ping_resources, selector_string
 from sidecar.remote.client import KubeconfigError, make_api_client
 from sidecar.remote.cluster import RemoteCluster
 from sidecar.remote.health import RemoteHealth, probe_forever, storage_read
-from sidecar.settings import Settings
+from sidecar.settings import Capacity, Settings, TunnelPods
 from sidecar.shutdown import Step, run_ladder
 from sidecar.status.asked import ASKED_KEY, AskedLog
 from sidecar.status.cache import StatusCache
@@ -311,7 +311,7 @@ def start_root_tasks(parts: Parts, servers: Servers, tasks: RootTasks) -> None:
 
     async def measure_capacity() -> dict[str, object]:
         nodes = await remote.list_nodes(selector_string(settings.offloading.node_selector))
-        free = settings.offloading.capacity == "free"
+        free = settings.offloading.capacity is Capacity.FREE
         return ping_resources(nodes, await remote.list_pods_on_nodes() if free else None)
 
     tasks.start(
@@ -332,7 +332,9 @@ def start_root_tasks(parts: Parts, servers: Servers, tasks: RootTasks) -> None:
         tasks.start(
             "tunnel-feeder",
             feed_forever(
-                parts.cache, parts.tunnels, annotated_only=settings.tcp_tunnel.pods == "annotated"
+                parts.cache,
+                parts.tunnels,
+                annotated_only=settings.tcp_tunnel.pods is TunnelPods.ANNOTATED,
             ),
         )
     tasks.start(

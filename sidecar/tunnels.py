@@ -25,7 +25,7 @@ from kubernetes_asyncio.stream import WsApiClient
 from metrics import Metrics
 from sidecar.core.shape import JsonObject
 from sidecar.remote.client import remote_call
-from sidecar.settings import TcpTunnelSettings
+from sidecar.settings import DialMode, TcpTunnelSettings
 from sidecar.status.cache import StatusCache
 from tunnel import DesiredTunnel
 from tunnel.config import PortPolicy, TunnelConfig
@@ -69,10 +69,12 @@ def tunnel_config(settings: TcpTunnelSettings) -> TunnelConfig:
         known_hosts=known_hosts,
         insecure=settings.insecure_skip_host_key_check,
         bind_address=settings.bind_address,
-        port_policy=PortPolicy(settings.port_policy),
+        port_policy=PortPolicy(settings.port_policy.value),
         port_range=settings.port_range,
         keepalive_interval=settings.keepalive_interval_seconds,
         keepalive_count=settings.keepalive_count,
+        connect_timeout=settings.connect_timeout_seconds,
+        login_timeout=settings.connect_timeout_seconds,  # one bound: connect + login
         max_backoff=settings.reconnect_max_backoff_seconds,
         ciphers=settings.ciphers,
     )
@@ -110,9 +112,9 @@ def make_dialer(
         return ws
 
     through_api = portforward_dialer(open_ws)
-    if settings.dial_mode == "direct":
+    if settings.dial_mode is DialMode.DIRECT:
         return dial_direct
-    if settings.dial_mode == "portforward":
+    if settings.dial_mode is DialMode.PORTFORWARD:
         return through_api
 
     async def auto(target: DesiredTunnel) -> Stream:

@@ -104,16 +104,16 @@ app.kubernetes.io/component: interlink-plugin
 {{- end }}
 
 {{/*
-config.ini. Every key the sidecar accepts, by section (sidecar/settings.py; the chart
-tests compare the two), and the keys the chart sets itself or refuses.
+config.ini. Every key the sidecar accepts, by section (sidecar/settings/keys.py; the
+chart tests compare the two), and the keys the chart sets itself or refuses.
 */}}
 {{- define "sidecar.knownKeys" -}}
 app: [name, description, version, api_versions, api_docs_path, socket_address, socket_port, socket_mode, ops_address, ops_port, shutdown_timeout_seconds, state_dir, janitor_max_backoff_seconds, delete_tombstone_seconds, janitor_max_attempts, delete_give_up_seconds, request_header_timeout_seconds, request_body_timeout_seconds, max_concurrent_requests, create_deadline_seconds]
 log: [level, dir, rich_enabled, requests_enabled]
-k8s: [kubeconfig_path, kubeconfig, client_configuration, request_timeout_seconds, validation_version, watch_timeout_seconds, watch_inactivity_seconds, watch_stall_seconds, local_kubeconfig_path]
-offloading: [namespace_prefix, namespace_prefix_exclusions, node_selector, node_tolerations, capacity, orphan_after_seconds, orphan_policy, namespace_deny, namespace_allow]
+k8s: [kubeconfig_path, kubeconfig, client_configuration, request_timeout_seconds, validation_version, watch_timeout_seconds, watch_inactivity_seconds, watch_stall_seconds, watch_max_backoff_seconds, local_kubeconfig_path]
+offloading: [namespace_prefix, namespace_prefix_exclusions, node_selector, node_tolerations, capacity, orphan_after_seconds, orphan_policy, orphan_objects_grace_seconds, namespace_deny, namespace_allow]
 mesh: [init_container, startup_probe, slurm_setup_script, image, packages]
-tcp_tunnel: [enabled, bastion_namespace, bastion_chart_path, gateway_host, gateway_port, gateway_ssh_private_key, user, private_key_file, known_hosts_file, insecure_skip_host_key_check, bind_address, dial_mode, port_policy, port_range, keepalive_interval_seconds, keepalive_count, reconnect_max_backoff_seconds, ciphers, pods]
+tcp_tunnel: [enabled, bastion_namespace, bastion_chart_path, gateway_host, gateway_port, gateway_ssh_private_key, user, private_key_file, known_hosts_file, insecure_skip_host_key_check, bind_address, dial_mode, port_policy, port_range, connect_timeout_seconds, keepalive_interval_seconds, keepalive_count, reconnect_max_backoff_seconds, ciphers, pods]
 {{- end }}
 
 {{- define "sidecar.refusedKeys" -}}

@@ -46,7 +46,7 @@ from metrics import Metrics
 from sidecar.backoff import backoff
 from sidecar.offload.journal import DeleteJournal, PendingDelete
 from sidecar.offload.orphan_pods import OrphanPods
-from sidecar.offload.orphans import ORPHAN_GRACE_SECONDS, SWEEP_INTERVAL_SECONDS, sweep_forever
+from sidecar.offload.orphans import SWEEP_INTERVAL_SECONDS, sweep_forever
 from sidecar.offload.service import Offloader
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ async def run_janitor(
                 journal=journal,
                 metrics=metrics,
                 cleaner=offloader.cleaner,
-                grace=ORPHAN_GRACE_SECONDS,
+                grace=offloader.offloading.orphan_objects_grace_seconds,
                 interval=SWEEP_INTERVAL_SECONDS,
             )
         )

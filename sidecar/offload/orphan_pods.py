@@ -52,12 +52,12 @@ from sidecar.core.shape import JsonObject
 from sidecar.offload.local_pods import LocalPodReader, LocalPods, LocalReadError
 from sidecar.offload.orphan_rules import Evidence, EvidenceKind, LocalAnswer, PodFacts, judge
 from sidecar.offload.service import Offloader
+from sidecar.settings import OrphanPolicy
 from sidecar.status.asked import AskedLog
 from sidecar.status.cache import StatusCache
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("report", "delete")
 MAX_SWEEP_INTERVAL_SECONDS = 60.0
 
 
@@ -122,13 +122,14 @@ class OrphanPods:
         offloader: Offloader,
         metrics: Metrics,
         window: float,
-        policy: str,
+        policy: OrphanPolicy | str,
         local: LocalPodReader | None = None,
         interval: float | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"orphan policy {policy!r}: expected one of {POLICIES}")
+        if policy not in set(OrphanPolicy):
+            allowed = ", ".join(OrphanPolicy)
+            raise ValueError(f"orphan policy {policy!r}: expected one of {allowed}")
         self._cache = cache
         self._asked = asked
         self._offloader = offloader
@@ -137,7 +138,7 @@ class OrphanPods:
         self._local = local
         self._wall = wall
         self.window = window
-        self.policy = policy
+        self.policy = OrphanPolicy(policy)
         self.interval = interval if interval is not None else sweep_interval(window)
         self._orphans: dict[str, Orphan] = {}
         self._passes = 0
@@ -169,7 +170,11 @@ class OrphanPods:
                 found[orphan.pod_uid] = orphan
         for uid, orphan in found.items():
             if uid not in self._orphans:
-                reap = "reaped after the next pass" if self.policy == "delete" else "reported only"
+                reap = (
+                    "reaped after the next pass"
+                    if self.policy is OrphanPolicy.DELETE
+                    else "reported only"
+                )
                 logger.warning(
                     "orphan pod found: %s: %s (%s)", orphan.describe(), orphan.evidence.detail, reap
                 )
@@ -178,7 +183,7 @@ class OrphanPods:
                 logger.info("pod %s is no longer judged orphaned", gone.describe())
         self._orphans = found
         self._publish()
-        if self.policy == "delete":
+        if self.policy is OrphanPolicy.DELETE:
             for orphan in list(found.values()):
                 if orphan.first_pass < self._passes:
                     await self._reap(orphan)
@@ -372,7 +377,7 @@ class OrphanPods:
 
     def _orphan_json(self, orphan: Orphan) -> dict[str, Any]:
         unpolled = self._asked.unpolled_for(orphan.pod_uid)
-        reap_at = orphan.first_seen + self.interval if self.policy == "delete" else None
+        reap_at = orphan.first_seen + self.interval if self.policy is OrphanPolicy.DELETE else None
         return {
             "pod_uid": orphan.pod_uid,
             "local": {"namespace": orphan.local_namespace, "name": orphan.local_name},

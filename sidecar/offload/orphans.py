@@ -9,8 +9,8 @@ An object is an orphan, and is deleted, when all of these hold:
 
 * it is a ConfigMap or a Secret carrying the ownership labels (``interlink.io=offloading``
   and ``interlink.io/source.pod_uid``), and is not being deleted already;
-* it was created more than ``grace`` seconds ago (``ORPHAN_GRACE_SECONDS``, ten minutes:
-  a create writes its pod seconds after its copies);
+* it was created more than ``grace`` seconds ago (``offloading.orphan_objects_grace_seconds``,
+  ten minutes by default: a create writes its pod seconds after its copies);
 * its pod uid is not in the delete journal (the janitor finishes those);
 * no remote pod carries its pod uid, checked once per pass and again under the pod
   uid's lock right before the delete (a create holds that lock from the moment it looks
@@ -48,8 +48,10 @@ from sidecar.remote.errors import RemoteError
 
 logger = logging.getLogger(__name__)
 
-ORPHAN_GRACE_SECONDS = 600.0
 SWEEP_INTERVAL_SECONDS = 300.0
+"""A pass lists every ConfigMap and Secret of ours in the remote cluster; leftovers are
+rare (the journal and the rollback remove nearly all), so five minutes keeps that cost
+negligible while a leftover still goes within the grace period's order of magnitude."""
 _OURS = naming.OURS_SELECTOR
 
 HoldUid = Callable[[str], AbstractAsyncContextManager[None]]
@@ -143,7 +145,7 @@ async def sweep_forever(
     journal: DeleteJournal,
     metrics: Metrics,
     cleaner: Cleaner | None = None,
-    grace: float = ORPHAN_GRACE_SECONDS,
+    grace: float,
     interval: float = SWEEP_INTERVAL_SECONDS,
 ) -> None:
     """A pass at once, then every ``interval`` seconds; runs until cancelled."""

@@ -107,13 +107,19 @@ class Offloader:
         self.cleaner = Cleaner(remote, self.activity, cache=cache)
         self.janitor_wakeup = asyncio.Event()
 
+    @property
+    def offloading(self) -> OffloadingSettings:
+        """The ``[offloading]`` settings (the janitor's orphan sweep reads its grace)."""
+        return self._offloading
+
     async def schema(self) -> str:
         """The schema version to validate with (configured, else the remote server's)."""
         if self._schema is None:
             version = self._configured_version
             if not version:
                 version = str((await self.remote.version()).get("gitVersion", ""))
-            self._schema = schema_version(version)
+            # In a thread: the first call lists kubernetes-validate's schema directory.
+            self._schema = await asyncio.to_thread(schema_version, version)
             logger.info("validating remote objects with the Kubernetes %s schema", self._schema)
         return self._schema
 

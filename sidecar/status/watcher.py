@@ -10,11 +10,12 @@ anything but CancelledError. Every failure is a *restart* with a recorded reason
 * ``unreachable`` / ``error``: the remote API server could not be reached, or answered
   an error; the cache is marked unconfirmed (``/status`` says 503) until a re-list works.
 
-Restarts back off (1 s doubling to 30 s, +-20 % jitter; none after a watch that was
-healthy for a minute). The doubling starts again from 1 s once the watch made progress
-(below): a LIST alone is not success (with the watch refused it would re-list every
-second). A stream the server ends normally (its ``timeoutSeconds``) is resumed from the
-last resourceVersion without a re-list and is not a restart.
+Restarts back off (1 s doubling to ``k8s.watch_max_backoff_seconds``, 30 s by default,
++-20 % jitter; none after a watch that was healthy for a minute). The doubling starts
+again from 1 s once the watch made progress (below): a LIST alone is not success (with
+the watch refused it would re-list every second). A stream the server ends normally (its
+``timeoutSeconds``) is resumed from the last resourceVersion without a re-list and is
+not a restart.
 
 The backoff sleep ends early when the remote API server is back: the prober
 (``sidecar.remote.health``) checks every 0.5 s while the server is unreachable, and its
@@ -63,7 +64,9 @@ logger = logging.getLogger(__name__)
 
 SELECTOR = f"{naming.OFFLOADING_LABEL}={naming.OFFLOADING_VALUE}"
 HEALTHY_AFTER_SECONDS = 60.0
-MAX_BACKOFF_SECONDS = 30.0
+"""A watch that ran this long before failing was healthy: its failure starts a new
+backoff at 1 s instead of doubling on (about one bookmark period, so a stream that
+carried at least one bookmark counts)."""
 
 
 class _Restart(Exception):
@@ -183,7 +186,11 @@ class Watcher:
                 failures = 0  # the watch streamed: the next failure starts a new doubling
             healthy = time.monotonic() - started > HEALTHY_AFTER_SECONDS
             failures = 0 if healthy or reason == "gone" else failures + 1
-            delay = 0.0 if failures == 0 else backoff(failures, cap=MAX_BACKOFF_SECONDS)
+            delay = (
+                0.0
+                if failures == 0
+                else backoff(failures, cap=self._settings.watch_max_backoff_seconds)
+            )
             if reason == "unreachable" and self._health is not None:
                 self._health.ask()
             logger.warning(

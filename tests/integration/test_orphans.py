@@ -19,12 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from metrics import Metrics, make_metrics
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster
 from sidecar.offload.cleanup import Cleaner
 from sidecar.offload.journal import DeleteJournal
 from sidecar.offload.locks import ActivityCounter, KeyedLocks
-from sidecar.offload.orphans import ORPHAN_GRACE_SECONDS, sweep_orphans
+from sidecar.offload.orphans import sweep_orphans
 from sidecar.remote.cluster import RemoteCluster
+from sidecar.settings import OffloadingSettings
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -136,7 +137,7 @@ async def test_the_sweep_reaps_orphans_and_keeps_everything_else(
         # Younger than the production grace: nothing of this test is touched.
         await sweep_orphans(
             remote,
-            grace=ORPHAN_GRACE_SECONDS,
+            grace=OffloadingSettings().orphan_objects_grace_seconds,
             hold=hold,
             journal=journal,
             metrics=metrics,

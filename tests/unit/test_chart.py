@@ -1,6 +1,6 @@
 """The Helm chart: linted, rendered, and every rendered object checked.
 
-helm is built once from the Go module proxy (``sidecar.localcluster.tools``; about 2 min
+helm is built once from the Go module proxy (``tests.localcluster.tools``; about 2 min
 cold on 2 cores, then cached) or taken from ``$HELM_BIN``. In CI (``CI`` set) a missing
 helm fails these tests; elsewhere they are skipped with the reason. Rendered objects are
 validated with kubernetes-validate (strict) against two Kubernetes minors; the
@@ -29,9 +29,9 @@ import yaml
 
 from sidecar import insecure, settings
 from sidecar.core.shape import WireError
-from sidecar.localcluster.tools import HELM, ToolError, ensure_tool, tool_directory
 from sidecar.offload.namespace_guard import check_remote_namespace
 from sidecar.settings import ListenKind
+from tests.localcluster.tools import HELM, ToolError, ensure_tool, tool_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"
@@ -338,7 +338,7 @@ def test_all_on_config_sets_every_key_and_the_pod_uses_them(helm: Helm, tmp_path
         for line in body.splitlines()
         if " = " in line
     }
-    expected = {(s, k) for s, keys in settings._SCHEMA.items() for k in keys}
+    expected = {(key.section, key.name) for key in settings.KEYS}
     credentials = {("k8s", "kubeconfig"), ("tcp_tunnel", "gateway_ssh_private_key")}
     assert expected - rendered == credentials | {("app", "socket_port")}, "unix socket mode"
     assert config.offloading.node_selector == {"nvidia.com/gpu.product": "Tesla-T4"}
@@ -368,14 +368,6 @@ def test_all_on_values_set_every_value_of_values_yaml() -> None:
         "state.sizeLimit",
     ]  # fmt: skip
     assert list(missing(defaults, all_on, "")) == alternatives
-
-
-def test_chart_knows_exactly_the_settings_keys() -> None:
-    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
-    block = re.search(r'define "sidecar.knownKeys" -}}\n(.*?)\n{{- end }}', helpers, re.S)
-    assert block is not None
-    known = yaml.safe_load(block.group(1))
-    assert known == {s: list(keys) for s, keys in settings._SCHEMA.items()}
 
 
 def test_deployment_mode_serves_the_plugin_api_on_tcp(helm: Helm, tmp_path: Path) -> None:

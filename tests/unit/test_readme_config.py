@@ -1,45 +1,11 @@
-"""The README's configuration reference matches the settings schema: every key, its
-environment variable and its default (docs that drift are worse than none)."""
+"""The README's metrics reference matches the catalogue (docs that drift are worse than
+none). The configuration reference is checked in test_settings_keys.py."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from sidecar import settings
-
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def reference_rows() -> dict[str, tuple[str, str]]:
-    text = README.read_text()
-    start = text.index("| key | environment variable | default | meaning |")
-    rows: dict[str, tuple[str, str]] = {}
-    for line in text[start:].splitlines()[2:]:
-        if not line.startswith("|"):
-            break
-        key, env, default = (cell.strip() for cell in line.strip("|").split("|")[:3])
-        rows[key.strip("`")] = (env.strip("`"), default)
-    return rows
-
-
-def test_every_key_is_documented_with_its_environment_variable_and_default() -> None:
-    rows = reference_rows()
-    schema = {
-        f"{section}.{key}": (settings.env_name(section, key), spec.default)
-        for section, keys in settings._SCHEMA.items()
-        for key, spec in keys.items()
-    }
-    assert sorted(rows) == sorted(schema)
-    for name, (env, default) in schema.items():
-        documented_env, documented_default = rows[name]
-        assert documented_env == env, name
-        if default is None:
-            assert documented_default == "**required**", name
-        elif default:
-            assert documented_default == f"`{default}`", name
-        else:
-            assert re.fullmatch(r'|`\{\}`|`\[\]`|`""`', documented_default), name
 
 
 def test_every_metric_is_documented_with_its_labels() -> None:
