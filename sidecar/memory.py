@@ -61,7 +61,8 @@ async def trim_forever(interval: float) -> None:
     """Trim the heap every ``interval`` seconds, unless the resident size is what it was
     right after the previous trim (an idle process: nothing new was freed). Runs until
     cancelled."""
-    trim = glibc_trim()
+    # In a thread: find_library runs ``ldconfig -p`` (a subprocess) to find the C library.
+    trim = await asyncio.to_thread(glibc_trim)
     if trim is None:
         logger.debug("no malloc_trim in this C library: freed memory stays with the allocator")
         await asyncio.Event().wait()

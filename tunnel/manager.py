@@ -155,12 +155,17 @@ class TunnelManager:
                 config.host,
                 config.port,
             )
+        known_hosts: Any = None if config.insecure else config.known_hosts
+        if isinstance(known_hosts, str):
+            # Read in a thread: given the path, asyncssh reads the file on the event loop
+            # at every connect (each reconnect too).
+            known_hosts = await asyncio.to_thread(asyncssh.read_known_hosts, known_hosts)
         conn = await asyncssh.connect(
             config.host,
             config.port,
             username=config.user,
             client_keys=[config.client_key],
-            known_hosts=None if config.insecure else config.known_hosts,
+            known_hosts=known_hosts,
             keepalive_interval=config.keepalive_interval,
             keepalive_count_max=config.keepalive_count,
             connect_timeout=config.connect_timeout,

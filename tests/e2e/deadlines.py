@@ -2,17 +2,19 @@
 
 Every wait is a poll with a deadline (never a fixed sleep). Deadlines are generous
 (the chain runs five control-plane-sized processes per cluster on shared cores) and
-multiplied by ``E2E_DEADLINE_SCALE`` (default 1) for slower machines.
+multiplied by ``TEST_TIMEOUT_SCALE`` (default 1; ``E2E_DEADLINE_SCALE`` is its older
+alias) for slower machines: tests/deadlines.py, shared with the other tiers.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-SCALE_ENV = "E2E_DEADLINE_SCALE"
+from tests.deadlines import SCALE_ENV, scale
+
+__all__ = ["SCALE_ENV", "DeadlineExceeded", "scale", "seconds", "wait_for"]
 T = TypeVar("T")
 
 
@@ -20,19 +22,8 @@ class DeadlineExceeded(AssertionError):
     """A condition was not met in time; the message says what was last observed."""
 
 
-def scale() -> float:
-    raw = os.environ.get(SCALE_ENV, "") or "1"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{SCALE_ENV}={raw!r}: expected a positive number") from None
-    if value <= 0:
-        raise ValueError(f"{SCALE_ENV}={raw!r}: expected a positive number")
-    return value
-
-
 def seconds(base: float) -> float:
-    """``base`` seconds scaled by ``E2E_DEADLINE_SCALE``."""
+    """``base`` seconds scaled by ``TEST_TIMEOUT_SCALE`` (alias ``E2E_DEADLINE_SCALE``)."""
     return base * scale()
 
 

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
+from tests.conftest import is_async_test
+from tests.fixtures import guarded_sidecar
 from tests.fixtures.admission_gate import AdmissionGate
+from tests.localcluster import LocalCluster
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +22,23 @@ def gate(control_plane: LocalCluster) -> Iterator[AdmissionGate]:
         yield admission
     finally:
         admission.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In async tests, our code (sidecar, tunnel, metrics) running on the test's event
+    loop must not block it: blockbuster (tests/fixtures/guarded_sidecar.py, with its
+    allowances) is active and any blocking call fails the test, even one whose
+    BlockingError our code caught. The sidecar processes are checked by their fixture."""
+    if not is_async_test(request):
+        yield
+        return
+    reports = guarded_sidecar.REPORTS
+    seen = len(reports)
+    detector = guarded_sidecar.activate()
+    try:
+        yield
+    finally:
+        detector.deactivate()
+    if len(reports) > seen:
+        pytest.fail("".join(reports[seen:]), pytrace=False)

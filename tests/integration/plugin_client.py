@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess
 from tests.http_client import client_session
 
@@ -83,12 +84,13 @@ async def poll(
     *,
     timeout: float = 90,
 ) -> Any:
-    """Fetch until ``done(value)``; fail after ``timeout`` s showing the last value.
+    """Fetch until ``done(value)``; fail after ``timeout`` s (scaled by
+    ``TEST_TIMEOUT_SCALE``) showing the last value.
 
     The default is generous: on a machine whose two cores are busy (the suite running
     next to a build) kwok and the API server take several times their idle 1-2 s to run
     a pod, and a poll that succeeds returns at once anyway."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         value = await fetch()
         if done(value):

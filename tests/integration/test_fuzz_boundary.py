@@ -41,10 +41,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess, launch
 from tests.integration.plugin_client import call, log_request, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -655,7 +656,7 @@ def created(fuzz: Fuzz, pod: dict[str, Any]) -> None:
 
 
 def poll_sync(what: str, fetch: Callable[[], Any], *, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         value = fetch()
         if not value or time.monotonic() > deadline:

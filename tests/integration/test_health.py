@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import StartSidecar
 from tests.integration.plugin_client import call, ops_get_async, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -177,7 +178,7 @@ def account_without_watch(cluster: LocalCluster, kubeconfig: Path) -> Iterator[P
             cluster.request("POST", collection, obj)
             created.append(f"{collection}/{NO_WATCH}")
         token = cluster.service_account_token("default", NO_WATCH, seconds=3600)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         pods = "/api/v1/pods?limit=1"
         while True:  # the RBAC authorizer learns the binding from a watch
             try:

@@ -19,10 +19,11 @@ import pytest
 
 from sidecar.api import wire
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, log_request, metric_value, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -180,7 +181,7 @@ async def test_deep_json_is_a_400(sidecar: SidecarProcess) -> None:
         + body
     )
     await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), timeout=30)
+    answer = await asyncio.wait_for(reader.read(), timeout=scaled(30))
     writer.close()
     await writer.wait_closed()  # else the loop may close first: an unclosed socket
     assert answer.startswith(b"HTTP/1.1 400 ")

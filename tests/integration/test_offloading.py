@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.integration.plugin_client import call, poll
+from tests.localcluster import LocalCluster
 from tests.poddiff import undocumented
 
 pytestmark = pytest.mark.controlplane
@@ -342,7 +343,7 @@ def test_sigkill_in_the_middle_of_a_create(
 
     thread = threading.Thread(target=post)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while not remote_objects(control_plane, "offloading-default", uid)["ConfigMap"]:
         assert time.monotonic() < deadline, sidecar.log()
         time.sleep(0.01)  # polling a condition with a deadline

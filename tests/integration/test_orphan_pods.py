@@ -28,11 +28,12 @@ from typing import Any
 import pytest
 
 from sidecar.core import naming
-from sidecar.localcluster import LocalCluster
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
 from tests.http_client import client_session
 from tests.integration.plugin_client import call, metric_value, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -356,7 +357,7 @@ def local_read_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
         "kind": "SelfSubjectAccessReview",
         "spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}},
     }
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while not cluster.request(
         "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, token=token
     )["status"].get("allowed"):

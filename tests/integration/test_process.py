@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import StartSidecar
 from tests.integration.plugin_client import call
 
@@ -66,7 +67,7 @@ def test_sigterm_exits_zero_in_time_and_leaves_nothing(start_sidecar: StartSidec
     children = descendants(sidecar.process.pid)
     started = time.monotonic()
     sidecar.process.send_signal(signal.SIGTERM)
-    code = sidecar.process.wait(timeout=30)
+    code = sidecar.process.wait(timeout=scaled(30))
     elapsed = time.monotonic() - started
     assert code == 0, sidecar.log()
     assert elapsed < 30

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.localcluster import LocalCluster
+from tests.deadlines import scaled
 from tests.fixtures.controlplane import REMOTE_RBAC
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -72,7 +73,7 @@ def sa_token(control_plane: LocalCluster) -> Iterator[str]:
         return
     control_plane.apply_manifest(REMOTE_RBAC)
     token = control_plane.service_account_token(NAMESPACE, NAME, seconds=3600)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     # The RBAC authorizer learns new bindings from a watch: wait for a granted read.
     while call(control_plane, token, "GET", "/api/v1/nodes")[0] != 200:
         assert time.monotonic() < deadline, "the manifest's bindings never took effect"

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.localcluster import LocalCluster
 from sidecar.status.mapping import DELETED_REASON
 from tests import podshapes
+from tests.deadlines import scaled
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar, launch
 from tests.integration.plugin_client import call, metric_value, poll
+from tests.localcluster import LocalCluster
 
 pytestmark = pytest.mark.controlplane
 
@@ -252,7 +253,7 @@ async def _freeze_until_gone(cluster: LocalCluster, sidecar: SidecarProcess) -> 
     version = cluster.request("GET", "/api/v1/pods?limit=1")["metadata"]["resourceVersion"]
     sidecar.process.send_signal(signal.SIGSTOP)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + scaled(90)
         index = 0
         while not server_says_gone(cluster, version):
             assert time.monotonic() < deadline, "etcd kept the old revision"

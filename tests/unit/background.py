@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from tests.deadlines import scaled
+
 
 @contextlib.asynccontextmanager
 async def running(forever: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
@@ -21,6 +23,7 @@ async def running(forever: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
 
 
 async def until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
+    """Wait for ``condition()``; ``timeout`` is scaled by ``TEST_TIMEOUT_SCALE``."""
+    async with asyncio.timeout(scaled(timeout)):
         while not condition():
             await asyncio.sleep(0.01)  # polling a condition with a deadline

