@@ -40,17 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_path(args: argparse.Namespace) -> str | None:
-    if args.config:
-        return str(args.config)
+def config_path(config: str | None) -> str | None:
+    """The config file to read: ``--config``, else ``$CONFIG_FILE_PATH``, else upstream's
+    ``private/config.ini`` if present, else none (defaults and environment only)."""
+    if config:
+        return str(config)
     if os.environ.get("CONFIG_FILE_PATH"):
         return os.environ["CONFIG_FILE_PATH"]
     return str(UPSTREAM_DEFAULT_CONFIG) if UPSTREAM_DEFAULT_CONFIG.is_file() else None
 
 
-def _load(path: str | None) -> settings.Settings:
+def load_or_exit(path: str | None, defaults: dict[str, str] | None = None) -> settings.Settings:
+    """The settings, or every configuration problem printed (each with its key) and exit 2."""
     try:
-        return settings.load(path, os.environ)
+        return settings.load(path, os.environ, defaults=defaults)
     except settings.SettingsError as exc:
         print(
             f"interlink-k8s-sidecar: {len(exc.problems)} configuration problem(s):", file=sys.stderr
@@ -69,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run `make run` from a source checkout"
         )
     args = parser.parse_args(arguments)
-    path = _config_path(args)
-    config = _load(path)
+    config = load_or_exit(config_path(args.config))
     if args.check_config:
         print(f"configuration OK ({config.source})")
         return 0

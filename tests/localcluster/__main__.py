@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidecar import app, logconfig, settings
+from sidecar import app, logconfig
+from sidecar.__main__ import config_path, load_or_exit
 from tests.localcluster.binaries import LocalClusterError, ensure_binaries
 from tests.localcluster.cluster import LocalCluster
 
-# The sidecar's own fallback, relative to the working directory; used only if present.
-UPSTREAM_DEFAULT_CONFIG = Path("private/config.ini")
 PLUGIN_PORT = "4000"
 
 
@@ -56,39 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_path(args: argparse.Namespace) -> str | None:
-    if args.config:
-        return str(args.config)
-    if os.environ.get("CONFIG_FILE_PATH"):
-        return os.environ["CONFIG_FILE_PATH"]
-    return str(UPSTREAM_DEFAULT_CONFIG) if UPSTREAM_DEFAULT_CONFIG.is_file() else None
-
-
-def _load(path: str | None, defaults: dict[str, str]) -> settings.Settings:
-    try:
-        return settings.load(path, os.environ, defaults=defaults)
-    except settings.SettingsError as exc:
-        print(
-            f"interlink-k8s-sidecar: {len(exc.problems)} configuration problem(s):", file=sys.stderr
-        )
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        raise SystemExit(app.EXIT_CONFIG) from None
-
-
 def _say(line: str) -> None:
     print(f"[local-cluster] {line}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    path = _config_path(args)
+    path = config_path(args.config)
     local_defaults = {
         "APP_SOCKET_ADDRESS": "http://127.0.0.1",
         "APP_SOCKET_PORT": PLUGIN_PORT,
         "K8S_KUBECONFIG_PATH": "",
     }
-    _load(path, local_defaults)  # report configuration problems before a long start
+    load_or_exit(path, local_defaults)  # report configuration problems before a long start
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="interlink-local-cluster-"))
     try:
         binaries = ensure_binaries(progress=_say)
@@ -100,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         local_defaults["K8S_KUBECONFIG_PATH"] = str(cluster.kubeconfig)
         local_defaults["APP_STATE_DIR"] = str(workdir / "state")
-        config = _load(path, local_defaults)
+        config = load_or_exit(path, local_defaults)
         logconfig.configure(config.log.level)
 
         def announce(urls: list[str], ops_port: int) -> None:
