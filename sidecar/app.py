@@ -35,6 +35,7 @@ from metrics import Metrics, make_metrics, register_phase_collector
 from sidecar import __version__, insecure
 from sidecar.api.server import make_plugin_app
 from sidecar.listeners import ListenError, bound_tcp_port, start_sites
+from sidecar.liveness import dead_letters, faults
 from sidecar.memory import TRIM_INTERVAL_SECONDS, trim_forever
 from sidecar.offload.janitor import RetryPolicy, run_janitor
 from sidecar.offload.journal import DeleteJournal, JournalError
@@ -247,8 +248,8 @@ async def listen(parts: Parts, tasks: RootTasks) -> Servers:
     settings = parts.settings
     state = ProcessState(
         alive=tasks.alive,
-        faults=lambda: _faults(parts.watcher, parts.health, parts.journal, settings),
-        notes=lambda: _dead_letters(parts.journal),
+        faults=lambda: faults(parts.watcher, parts.health, parts.journal, settings),
+        notes=lambda: dead_letters(parts.journal),
     )
     plugin_app = make_plugin_app(
         remote=parts.remote,
@@ -392,44 +393,3 @@ async def _announce(settings: Settings, servers: Servers) -> None:
     await insecure.warn_at_start(settings)
     if settings.ignored_keys:
         logger.info("accepted for compatibility, no effect: %s", ", ".join(settings.ignored_keys))
-
-
-def _faults(
-    watcher: Watcher, health: RemoteHealth, journal: DeleteJournal, settings: Settings
-) -> list[str]:
-    """Liveness beyond "every root task runs" (see ``sidecar.ops``)."""
-    faults = []
-    stall = watcher.stall(
-        serving_since=health.since if health.up else None,
-        window=settings.k8s.watch_stall_seconds,
-    )
-    if stall is not None:
-        faults.append(stall)
-    if journal.problem is not None:
-        faults.append(f"janitor: {journal.problem}")
-    return faults
-
-
-_DEAD_LISTED = 10
-
-
-def _dead_letters(journal: DeleteJournal) -> list[str]:
-    """The deletes given up on, for /healthz's body (not a liveness failure: a restart
-    cannot remove what blocks them)."""
-    dead = journal.dead()
-    if not dead:
-        return []
-    lines = [
-        f"janitor: {len(dead)} delete(s) given up on (dead-letter), kept in {journal.path}; "
-        "tried again hourly and at each start, at once on a new /delete of the pod"
-    ]
-    for entry in dead[:_DEAD_LISTED]:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.dead_since or 0))
-        lines.append(
-            f"  pod {entry.name} (uid {entry.pod_uid}) in namespace {entry.namespace}, "
-            f"given up at {stamp} after {entry.attempts} attempt(s): "
-            f"{entry.last_error or 'not finished'}"
-        )
-    if len(dead) > _DEAD_LISTED:
-        lines.append(f"  ... and {len(dead) - _DEAD_LISTED} more")
-    return lines
