@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kwok from
-# the Go module proxy into a cache directory outside the repository.
+# Build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubelet and kwok
+# from the Go module proxy into a cache directory outside the repository.
 #
 # Usage: build-control-plane.sh K8S_VERSION KWOK_VERSION ETCD_VERSION OUT_DIR WORK_DIR
 #
@@ -9,6 +9,10 @@
 # wrapper module requires k8s.io/kubernetes and replaces each staging module
 # with its published v0.<minor>.<patch>. Each binary is built under a temporary
 # name and renamed when complete; binaries already in OUT_DIR are not rebuilt.
+#
+# The kubelet (for the real-node tests) comes from the same k8s.io/kubernetes module;
+# CGO_ENABLED=0 is enough for it. A wrapper resolved before the kubelet was added
+# lacks go.sum lines for three of its modules: -mod=mod lets `go build` add them.
 #
 # etcd is built too (go.etcd.io/etcd/server/v3 is a main package): Debian's etcd
 # 3.4.23 lacks progress notifications, so the API server refuses "streaming list"
@@ -57,7 +61,8 @@ if [ ! -f "$K8S_W/go.sum" ]; then
     say "resolving k8s.io/kubernetes v$K8S_VERSION modules (1-3 min on first run)"
     go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
            "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
+           "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
+           "k8s.io/kubernetes/cmd/kubelet@v$K8S_VERSION"
   )
 fi
 # Stamp the version the way Kubernetes' own build does, so /version reports
@@ -67,7 +72,7 @@ K8S_LDFLAGS="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
   -X k8s.io/component-base/version.gitMinor=${MINOR%%.*} \
   -X k8s.io/component-base/version.gitTreeState=clean \
   -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
-for b in kube-apiserver kube-scheduler kube-controller-manager; do
+for b in kube-apiserver kube-scheduler kube-controller-manager kubelet; do
   build "$b" "$K8S_W" "k8s.io/kubernetes/cmd/$b" "$K8S_LDFLAGS"
 done
 

@@ -34,3 +34,11 @@ def test_complete_bin_dir_is_used_as_is(tmp_path: Path) -> None:
     binaries = ensure_binaries(environ={BIN_DIR_ENV: str(tmp_path)})
     assert binaries.kwok == tmp_path / "kwok"
     assert binaries.etcd == tmp_path / "etcd"
+    assert binaries.kubelet is None
+
+
+def test_bin_dir_kubelet_is_picked_up_when_present(tmp_path: Path) -> None:
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "etcd"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "kubelet").write_text("")
+    assert ensure_binaries(environ={BIN_DIR_ENV: str(tmp_path)}).kubelet == tmp_path / "kubelet"
