@@ -42,9 +42,14 @@ class TimedOffloader(FakeOffloader):
 
 
 async def until(condition: Callable[[], bool], *, within: float) -> None:
+    # Polling a condition with a deadline, in fake seconds: about 200 polls whatever the
+    # window (the times asserted are the offloader's own stamps, not the poll's). A poll
+    # every 0.5 s over a 3-hour window was 21,600 loop turns, each with real cost: on a
+    # busy CI machine the test ran past pytest's 120 s.
+    step = max(0.5, within / 200)
     async with asyncio.timeout(within):
         while not condition():
-            await asyncio.sleep(0.5)  # polling a condition with a deadline (fake seconds)
+            await asyncio.sleep(step)
 
 
 async def journal_with(tmp_path: Path, *uids: str) -> DeleteJournal:
