@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need, skipping what is already there:
-#   - Debian packages etcd-server and openssh-server (and curl), with apt-get;
+#   - Debian packages etcd-server and openssh-server (and curl), with apt-get; as root
+#     also containerd, runc, containernetworking-plugins and busybox-static (real node);
 #   - a virtualenv in .venv with the package and its test extras;
 #   - the control-plane binaries (built once from the Go module proxy into
 #     ~/.cache/interlink-k8s-sidecar, or taken from $LOCAL_CLUSTER_BIN_DIR);
@@ -17,6 +18,15 @@ missing=()
 command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v curl >/dev/null || missing+=(curl)
+# The real node (tests/localcluster/realnode) needs root and these; without root the
+# real-node tests skip and say why. LOCAL_CLUSTER_REAL_NODE=0 skips them here too.
+if [ "$(id -u)" -eq 0 ] && [ "${LOCAL_CLUSTER_REAL_NODE:-auto}" != 0 ]; then
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  [ -x /bin/busybox ] || missing+=(busybox-static)
+  command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.controlplane",
     "tests.fixtures.sshd",
     "tests.fixtures.sidecar_process",
+    "tests.fixtures.realnode",
 ]
 
 

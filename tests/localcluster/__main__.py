@@ -1,4 +1,5 @@
-"""``python -m tests.localcluster [--config FILE] [--dir DIR]``: what ``make run`` runs.
+"""``python -m tests.localcluster [--config FILE] [--dir DIR] [--real-node]``: what
+``make run`` runs.
 
 Starts the embedded control plane (etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, kwok nodes; the binaries are built on first use) on 127.0.0.1 and the
@@ -12,7 +13,11 @@ The configuration is read as the sidecar reads it (``--config``, else
 ``$CONFIG_FILE_PATH``, else ``private/config.ini`` if present, and ``SECTION_KEY``
 environment variables); only the listen address (http://127.0.0.1:4000), the
 kubeconfig (the control plane's) and the state directory (``<DIR>/state``) have other
-defaults. Exit status: 0 after a clean stop, 1 when the control plane could not start or
+defaults. With ``--real-node`` (or ``LOCAL_CLUSTER_REAL_NODE=1``; root, Debian's
+containerd, runc, containernetworking-plugins and busybox-static) the cluster also gets a
+real node, and offloaded pods go there by default (``offloading.node_selector`` and
+``node_tolerations`` point at it): their containers really run, with the local image
+``interlink-test.local/busybox:1.35`` and ``imagePullPolicy: Never``. Exit status: 0 after a clean stop, 1 when the control plane could not start or
 a root task ended on its own, 2 for any configuration problem.
 """
 
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -27,6 +34,7 @@ from pathlib import Path
 
 from sidecar import app, logconfig
 from sidecar.__main__ import config_path, load_or_exit
+from tests.localcluster import realnode
 from tests.localcluster.binaries import LocalClusterError, ensure_binaries
 from tests.localcluster.cluster import LocalCluster
 
@@ -51,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the control plane keeps its state (default: a new temporary directory)",
     )
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="add a real node (kubelet + containerd; root) and offload pods to it",
+    )
     return parser
 
 
@@ -68,9 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     load_or_exit(path, local_defaults)  # report configuration problems before a long start
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="interlink-local-cluster-"))
+    environ = dict(os.environ) | ({realnode.ENV: "1"} if args.real_node else {})
     try:
         binaries = ensure_binaries(progress=_say)
-        cluster = LocalCluster(workdir, binaries, progress=_say)
+        real_node, why = realnode.wanted(binaries.kubelet, environ)
+        _say(f"real node: {why}")
+        cluster = LocalCluster(workdir, binaries, progress=_say, real_node=real_node)
         cluster.start()
     except LocalClusterError as exc:
         print(f"interlink-k8s-sidecar: local cluster: {exc}", file=sys.stderr)
@@ -78,12 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         local_defaults["K8S_KUBECONFIG_PATH"] = str(cluster.kubeconfig)
         local_defaults["APP_STATE_DIR"] = str(workdir / "state")
+        if cluster.real_node is not None:
+            label, value = realnode.NODE_LABEL
+            local_defaults["OFFLOADING_NODE_SELECTOR"] = json.dumps({label: value})
+            local_defaults["OFFLOADING_NODE_TOLERATIONS"] = json.dumps([realnode.toleration()])
         config = load_or_exit(path, local_defaults)
         logconfig.configure(config.log.level)
 
         def announce(urls: list[str], ops_port: int) -> None:
             _say(f"kubeconfig: {cluster.kubeconfig}")
             _say(f"kwok pod log file: {cluster.pod_log_file}")
+            if cluster.real_node is not None:
+                _say(
+                    f"real node {realnode.NODE_NAME} on {cluster.real_node.node_ip}: offloaded "
+                    f"pods run there (image {realnode.BUSYBOX_IMAGE}, imagePullPolicy: Never)"
+                )
             for url in urls:
                 _say(f"plugin API: {url}")
             _say(f"ops: http://{config.app.ops_address}:{ops_port}/readyz")

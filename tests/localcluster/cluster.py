@@ -42,6 +42,7 @@ import yaml
 
 from tests.localcluster import pki
 from tests.localcluster.binaries import Binaries, LocalClusterError
+from tests.localcluster.realnode import RealNode, unavailable_reason
 
 _STAGES = Path(__file__).with_name("kwok-stages.yaml")
 _PR_SET_PDEATHSIG = 1
@@ -51,7 +52,15 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 
 
-_STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+_STOP_ORDER = (
+    "kubelet",
+    "containerd",
+    "kwok",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
 
 # The kinds ``apply_manifest`` knows: kind -> (resource, namespaced).
 _APPLY_KINDS = {
@@ -93,6 +102,7 @@ class LocalCluster:
         progress: Callable[[str], None] = lambda _line: None,
         apiserver_flags: tuple[str, ...] = (),
         sidecar_rbac: Path | None = None,
+        real_node: bool = False,
     ) -> None:
         self.workdir = workdir
         self.binaries = binaries
@@ -103,6 +113,9 @@ class LocalCluster:
         self.sidecar_rbac = sidecar_rbac
         """RBAC manifest whose ServiceAccount the sidecar authenticates as (None: the
         static cluster-admin user ``sidecar``)."""
+        self.want_real_node = real_node
+        """Add a real node (kubelet + containerd): see tests/localcluster/realnode."""
+        self.real_node: RealNode | None = None
         self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._argv: dict[str, list[str]] = {}
         self.api_port = 0
@@ -210,6 +223,9 @@ class LocalCluster:
         self._processes.clear()
         for _name, process, _ in entries:
             self._terminate(process)
+        if self.real_node is not None:
+            self.real_node.release()
+            self.real_node = None
 
     def _stop_one(self, name: str) -> None:
         for entry in list(self._processes):
@@ -364,6 +380,8 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={creds.kubelet_client_cert}",
+                f"--kubelet-client-key={creds.kubelet_client_key}",
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",
                 f"--audit-policy-file={self._write_audit_policy()}",
@@ -436,6 +454,8 @@ class LocalCluster:
             lambda: bool(self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")),
             deadline=deadline,
         )
+        if self.want_real_node:
+            self._start_real_node(deadline)
         if self.sidecar_rbac is not None:
             self._progress(f"sidecar credentials: the ServiceAccount of {self.sidecar_rbac}")
             self._use_service_account(self.sidecar_rbac, deadline=deadline)
@@ -443,6 +463,23 @@ class LocalCluster:
             f"local cluster ready in {time.monotonic() - started:.1f} s: {self.server}, "
             f"{len(self.node_names)} kwok node(s)"
         )
+
+    def _start_real_node(self, deadline: float) -> None:
+        kubelet = self.binaries.kubelet
+        reason = unavailable_reason(kubelet)
+        if reason is not None or kubelet is None:
+            raise LocalClusterError(f"no real node: {reason}")
+        self.real_node = RealNode(
+            self.workdir / "realnode",
+            kubelet=kubelet,
+            pki_dir=self.workdir / "pki",
+            server=self.server,
+            spawn=self._spawn,
+            wait=lambda what, check, until: self._wait(what, check, deadline=until),
+            request=self.request,
+            progress=self._progress,
+        )
+        self.real_node.start(deadline=deadline, free_port=free_port)
 
     def _node_ready(self, name: str) -> bool:
         node = self.request("GET", f"/api/v1/nodes/{name}")
