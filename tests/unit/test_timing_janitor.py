@@ -74,12 +74,6 @@ async def test_a_failing_delete_is_retried_doubling_up_to_the_cap(tmp_path: Path
     assert len({round(w / b, 3) for w, b in zip(waits, [1, 2, 4, 8], strict=False)}) > 1
 
 
-@pytest.mark.skip(
-    reason="hangs now and then under looptime (the loop spinning with select timeout 0 until "
-    "pytest's 120 s timeout; seen in CI and in 2 of 5 runs under stress-ng): under "
-    "investigation, the dead-letter recheck is still covered in real time by "
-    "tests/unit/test_janitor.py::test_a_dead_entry_is_rechecked_and_a_new_delete_revives_it"
-)
 async def test_a_dead_delete_is_tried_again_only_after_its_recheck_interval(
     tmp_path: Path,
 ) -> None:

@@ -1,5 +1,6 @@
 """A real node (kubelet + containerd + runc) for the local cluster; see ``node.py``."""
 
+from tests.localcluster.realnode import host
 from tests.localcluster.realnode.images import BUSYBOX_IMAGE, PAUSE_IMAGE
 from tests.localcluster.realnode.node import (
     ENV,
@@ -20,6 +21,7 @@ __all__ = [
     "PAUSE_IMAGE",
     "TAINT_KEY",
     "RealNode",
+    "host",
     "toleration",
     "unavailable_reason",
     "wanted",

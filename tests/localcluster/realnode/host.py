@@ -43,7 +43,7 @@ from tests.localcluster.binaries import LocalClusterError
 STATE_ROOT = Path("/run/interlink-k8s-sidecar-realnode")
 """Ledgers, locks, containerd's state and sockets (short paths: a unix socket path has
 at most 107 bytes)."""
-SLOTS = 4
+SLOTS = 8
 CGROUP_FS = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/var/run/netns")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
@@ -116,21 +116,29 @@ class Slot:
 
     @classmethod
     def acquire(cls) -> Slot:
-        STATE_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """The lowest free slot, after undoing what crashed runs left in every free one."""
+        clean_leftovers()
         for number in range(SLOTS):
-            lock = (STATE_ROOT / f"slot-{number}.lock").open("a+")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                continue
-            slot = cls(number, lock)
-            slot._undo_leftovers()
-            slot._record_shared()
-            return slot
+            slot = cls._try(number)
+            if slot is not None:
+                slot._record_shared()
+                return slot
         raise LocalClusterError(
             f"all {SLOTS} real-node slots are taken (other runs hold the locks in {STATE_ROOT})"
         )
+
+    @classmethod
+    def _try(cls, number: int) -> Slot | None:
+        STATE_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = (STATE_ROOT / f"slot-{number}.lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return None
+        slot = cls(number, lock)
+        slot._undo_leftovers()
+        return slot
 
     def _undo_leftovers(self) -> None:
         """A ledger with a free lock is what a crashed run left: undo it first."""
@@ -240,6 +248,19 @@ class Slot:
                     return True
                 fcntl.flock(probe, fcntl.LOCK_UN)
         return False
+
+
+def clean_leftovers() -> list[int]:
+    """Undo what crashed runs left in every slot nobody holds; the slots cleaned."""
+    cleaned = []
+    for number in range(SLOTS):
+        if not (STATE_ROOT / f"slot-{number}.json").exists():
+            continue
+        slot = Slot._try(number)
+        if slot is not None:
+            cleaned.append(number)
+            slot.release()
+    return cleaned
 
 
 @contextlib.contextmanager
