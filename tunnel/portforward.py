@@ -4,6 +4,15 @@ Protocol facts: every binary frame starts with a channel byte; for the single re
 port, channel 0 carries data and channel 1 errors; the first frame on each channel is
 the port number (2 bytes, little-endian) and carries no data. The protocol has no
 half-close: EOF from our side cannot be signalled, so ``write_eof`` does nothing.
+
+EOF toward our client comes ~1 s after the pod closes its side, on a real kubelet with
+containerd: containerd's CRI ``portForward`` copies both ways and, once one direction
+ends, waits up to 1 s for the other before it ends the stream (the websocket CLOSE
+arrives then; we turn it into EOF at once). ``kubectl port-forward`` shows the same
+second. Closing the websocket on our client's EOF would make it faster and lose late
+answers (containerd never passes a half-close to the pod): a reply sent 2 s after a
+half-closed request still arrives here, and does not through kubectl. Where a prompt EOF
+matters, dial the pod IP (``tcp_tunnel.dial_mode = direct``).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -57,7 +59,26 @@ SHARED_PATHS = (
     CONTAINER_LOG_LINKS,
     Path("/var/lib/cni"),  # libcni's result cache
     Path("/opt/containerd"),  # containerd's opt plugin, if a config forgets its path
+    # fixed in the kubelet whatever its --root-dir: device-plugins/kubelet.sock
+    Path("/var/lib/kubelet"),
 )
+CONTAINERD_RUN = Path("/run/containerd")
+"""Fixed in containerd 1.6 whatever its ``state``: its shims' sockets (``s/<sha256>``) and
+runc's state (``runc/<namespace>/<container id>``). Shared by every slot, so each slot
+removes its own containers' entries (another slot or a system containerd may keep the
+directory)."""
+CNI_CACHE = Path("/var/lib/cni/results")
+"""libcni's result cache: ``<network>-<sandbox id>-<interface>`` per attachment."""
+KUBELET_IPTABLES = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+}
+"""The chains every kubelet creates at start (``makeIPTablesUtilChains``, default true),
+for IPv4 and IPv6, and re-creates every minute if gone; KUBE-FIREWALL is jumped to from
+INPUT and OUTPUT (IPv4) and drops packets to 127.0.0.0/8 from other sources. Shared: the
+first slot records which exist, the last one removes the others."""
+_IPTABLES_TOOLS = ("iptables", "ip6tables")
 _MNT_DETACH = 2
 
 
@@ -67,6 +88,22 @@ def _bridge(slot: int) -> str:
 
 def _subnet_prefix(slot: int) -> str:
     return f"10.213.{slot}"
+
+
+def _cgroup_root(slot: int) -> str:
+    return f"/interlink-realnode-{slot}"
+
+
+def _state_dir(slot: int) -> Path:
+    return STATE_ROOT / f"slot-{slot}"
+
+
+def _ledger_path(slot: int) -> Path:
+    return STATE_ROOT / f"slot-{slot}.json"
+
+
+def _containerd_socket(slot: int) -> Path:
+    return _state_dir(slot) / "containerd.sock"
 
 
 @dataclass
@@ -98,19 +135,19 @@ class Slot:
 
     @property
     def cgroup_root(self) -> str:
-        return f"/interlink-realnode-{self.number}"
+        return _cgroup_root(self.number)
 
     @property
     def state_dir(self) -> Path:
-        return STATE_ROOT / f"slot-{self.number}"
+        return _state_dir(self.number)
 
     @property
     def containerd_socket(self) -> Path:
-        return self.state_dir / "containerd.sock"
+        return _containerd_socket(self.number)
 
     @property
     def _ledger(self) -> Path:
-        return STATE_ROOT / f"slot-{self.number}.json"
+        return _ledger_path(self.number)
 
     # --- acquiring -----------------------------------------------------------------------
 
@@ -145,6 +182,9 @@ class Slot:
         if self._ledger.exists():
             self.entries = json.loads(self._ledger.read_text() or "[]")
             self._undo()
+            with _host_lock():
+                if not self._other_slot_alive():
+                    _restore_shared()
         self.entries = []
         self._save()
 
@@ -189,6 +229,7 @@ class Slot:
             record = {
                 "sysctls": {name: _read_sysctl(name) for name in KUBELET_SYSCTLS},
                 "absent": [str(p) for p in SHARED_PATHS if not p.exists()],
+                "iptables": _kubelet_iptables(),
             }
             shared.write_text(json.dumps(record, indent=1))
 
@@ -196,43 +237,58 @@ class Slot:
 
     def release(self) -> None:
         """Undo this slot's changes, then the shared ones if no other slot is alive."""
+        undone = False
         try:
             self._undo()
             self.entries = []
-            self._ledger.unlink(missing_ok=True)
+            undone = True
         finally:
-            self.lock.close()
+            with _host_lock():
+                try:
+                    if undone:
+                        if not self._other_slot_alive():
+                            _restore_shared()
+                        self._ledger.unlink(missing_ok=True)
+                finally:
+                    # Closed under the host lock: a slot released at the same time takes
+                    # that lock next and must find this one free, or each would see the
+                    # other alive and neither would restore the shared state.
+                    self.lock.close()
 
     def _undo(self) -> None:
-        ours = [e for e in self.entries if e["kind"] in ("link", "cgroup", "tree")]
-        markers = [e["marker"] for e in self.entries if e["kind"] == "processes"]
-        trees = [Path(e["path"]) for e in self.entries if e["kind"] == "tree"]
-        cgroups = [e["path"] for e in self.entries if e["kind"] == "cgroup"]
+        """Undo this slot's own changes (the shared state is the caller's)."""
+        owner = _Owner.of(self.number, self.entries)
+        has_bridge = any(e["kind"] == "link" for e in self.entries)
         # Processes first: containers (in our cgroups), then the shims (by their
         # containerd's socket path), so nothing holds a mount or a cgroup any more.
-        for path in cgroups:
+        for path in owner.cgroups:
             _kill_cgroup(path)
-        _kill_matching(markers)
-        if any(e["kind"] == "link" for e in ours):
-            _remove_netns_on_bridge(self.bridge)
-        for tree in trees:
+        _kill_matching(list(owner.markers))
+        links = _links()
+        for netns in _netns_names():
+            if owner.owns_netns(_netns_facts(netns), links):
+                _unmount_under(NETNS_DIR / netns)
+                (NETNS_DIR / netns).unlink(missing_ok=True)
+        for tree in owner.trees:
             _unmount_under(tree)
-        for path in cgroups:
+        for path in owner.cgroups:
             _remove_cgroup(path)
-        for entry in self.entries:
-            if entry["kind"] == "link":
-                subprocess.run(
-                    ["ip", "link", "delete", entry["name"]],
-                    capture_output=True,
-                    check=False,
-                )
-            elif entry["kind"] == "log-links":
-                _remove_links_into(CONTAINER_LOG_LINKS, Path(entry["target"]))
-        for tree in trees:
+        if has_bridge:
+            # The veths first: deleting one end takes its peer along at once, whereas
+            # the kernel frees a removed namespace (and the veth in it) asynchronously.
+            for link in _links():
+                if link.get("master") == self.bridge:
+                    _ip("link", "delete", link["ifname"])
+            _ip("link", "delete", self.bridge)
+        for target in owner.log_targets:
+            _remove_links_into(CONTAINER_LOG_LINKS, target)
+        for entry in owner.shared_entries():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        for tree in owner.trees:
             shutil.rmtree(tree, ignore_errors=True)
-        with _host_lock():
-            if not self._other_slot_alive():
-                _restore_shared()
 
     def _other_slot_alive(self) -> bool:
         for number in range(SLOTS):
@@ -263,6 +319,88 @@ def clean_leftovers() -> list[int]:
     return cleaned
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """What one slot owns on the host: by its number (bridge, subnet, cgroup root,
+    containerd socket) and its ledger (trees, process markers, log-link targets)."""
+
+    number: int
+    trees: tuple[Path, ...] = ()
+    markers: tuple[str, ...] = ()
+    log_targets: tuple[Path, ...] = ()
+    cgroups: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, number: int, entries: list[dict[str, Any]]) -> _Owner:
+        return cls(
+            number,
+            trees=tuple(Path(e["path"]) for e in entries if e["kind"] == "tree"),
+            markers=tuple(e["marker"] for e in entries if e["kind"] == "processes"),
+            log_targets=tuple(Path(e["target"]) for e in entries if e["kind"] == "log-links"),
+            cgroups=tuple(e["path"] for e in entries if e["kind"] == "cgroup"),
+        )
+
+    @classmethod
+    def from_ledger(cls, number: int) -> _Owner | None:
+        """The owner of slot ``number`` if it has a ledger (a live run, or a crashed one
+        not cleaned yet)."""
+        try:
+            entries = json.loads(_ledger_path(number).read_text() or "[]")
+        except (OSError, ValueError):
+            return None
+        return cls.of(number, entries)
+
+    def owns_netns(
+        self, facts: tuple[set[int], set[str]], host_links: list[dict[str, Any]]
+    ) -> bool:
+        """A network namespace is ours if its pod interface's peer is plugged into our
+        bridge, or it has an address in our subnet (its veth may be gone already)."""
+        peers, addresses = facts
+        on_bridge = {
+            link["ifindex"] for link in host_links if link.get("master") == _bridge(self.number)
+        }
+        prefix = _subnet_prefix(self.number) + "."
+        return bool(peers & on_bridge) or any(a.startswith(prefix) for a in addresses)
+
+    def owns_argv(self, argv: str) -> bool:
+        return any(m in argv for m in self.markers) or any(str(t) in argv for t in self.trees)
+
+    def container_ids(self) -> set[tuple[str, str]]:
+        """(namespace, id) of every container and sandbox containerd has in our trees."""
+        ids = set()
+        for tree in self.trees:
+            for bundle in tree.glob("*/io.containerd.runtime.v2.task/*/*"):
+                ids.add((bundle.parent.name, bundle.name))
+            for cri in tree.glob("*/io.containerd.grpc.v1.cri/*/*"):
+                if cri.parent.name in ("sandboxes", "containers"):
+                    ids.add(("k8s.io", cri.name))
+        return ids
+
+    def shared_entries(self) -> set[Path]:
+        """Our containers' entries in the shared directories: the shims' sockets (named
+        ``sha256(<containerd address>/<namespace>/<id>)`` of the sandbox, or as the
+        bundle's ``address`` file says), runc's state directories and libcni's cache."""
+        ids = self.container_ids()
+        found = set()
+        for namespace, container in ids:
+            found.add(CONTAINERD_RUN / "runc" / namespace / container)
+            key = f"{_containerd_socket(self.number)}/{namespace}/{container}"
+            found.add(CONTAINERD_RUN / "s" / hashlib.sha256(key.encode()).hexdigest())
+        for tree in self.trees:
+            for address in tree.glob("*/io.containerd.runtime.v2.task/*/*/address"):
+                with contextlib.suppress(OSError):
+                    found.add(Path(address.read_text().strip().removeprefix("unix://")))
+        names = {f"-{container}-" for _, container in ids}
+        found.update(p for p in _entries(CNI_CACHE) if any(n in p.name for n in names))
+        return found
+
+    def owns_log_link(self, link: Path) -> bool:
+        with contextlib.suppress(OSError):
+            target = Path(os.readlink(link))
+            return any(target.is_relative_to(t) for t in (*self.log_targets, *self.trees))
+        return False
+
+
 @contextlib.contextmanager
 def _host_lock() -> Iterator[None]:
     STATE_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -278,6 +416,8 @@ def _restore_shared() -> None:
     record = json.loads(shared.read_text())
     for name, value in record["sysctls"].items():
         _write_sysctl(name, value)
+    if "iptables" in record:
+        _restore_kubelet_iptables(record["iptables"])
     for path in map(Path, record["absent"]):
         _unmount_under(path)
         if path.is_dir() and not path.is_symlink():
@@ -384,22 +524,25 @@ def _kill_matching(markers: list[str]) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
 
 
-def _remove_netns_on_bridge(bridge: str) -> None:
-    """Remove the CNI network namespaces whose pod interface is plugged into ``bridge``
-    (the veth's host end has it as master), unmounting the nsfs bind mount first."""
-    if not NETNS_DIR.is_dir():
-        return
-    host_links = _links()
-    on_bridge = {link["ifindex"] for link in host_links if link.get("master") == bridge}
-    for netns in sorted(NETNS_DIR.glob("cni-*")):
-        peers = [
-            link.get("link_index")
-            for link in _links(netns.name)
-            if link.get("ifname") != "lo" and "link_index" in link
-        ]
-        if any(peer in on_bridge for peer in peers):
-            _unmount_under(netns)
-            netns.unlink(missing_ok=True)
+def _netns_names() -> list[str]:
+    return sorted(p.name for p in NETNS_DIR.glob("*")) if NETNS_DIR.is_dir() else []
+
+
+def _netns_facts(name: str) -> tuple[set[int], set[str]]:
+    """The host ifindexes the namespace's interfaces are paired with, and its addresses."""
+    done = subprocess.run(
+        ["ip", "-j", "-n", name, "addr", "show"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        return set(), set()
+    interfaces = json.loads(done.stdout)
+    peers = {i["link_index"] for i in interfaces if i.get("ifname") != "lo" and "link_index" in i}
+    addresses = {a.get("local", "") for i in interfaces for a in i.get("addr_info") or []}
+    return peers, addresses
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], capture_output=True, check=False)
 
 
 def _links(netns: str | None = None) -> list[dict[str, Any]]:
@@ -412,39 +555,178 @@ def _links(netns: str | None = None) -> list[dict[str, Any]]:
 
 
 def _remove_links_into(directory: Path, target: Path) -> None:
-    if not directory.is_dir():
-        return
-    for link in directory.iterdir():
-        if link.is_symlink() and Path(os.readlink(link)).is_relative_to(target):
-            link.unlink(missing_ok=True)
+    for link in _entries(directory):
+        with contextlib.suppress(OSError):
+            if link.is_symlink() and Path(os.readlink(link)).is_relative_to(target):
+                link.unlink(missing_ok=True)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of ``directory`` (none if it is absent or goes away meanwhile)."""
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
+
+
+def _kubelet_iptables() -> dict[str, list[str]]:
+    """The kubelet's chains and the rules that name them (``<table> <iptables-save
+    line>``, chain counters left out), per tool; none without the tool."""
+    names = {name for chains in KUBELET_IPTABLES.values() for name in chains}
+    state = {}
+    for tool in _IPTABLES_TOOLS:
+        try:
+            done = subprocess.run(
+                [f"{tool}-save"], capture_output=True, text=True, check=False, timeout=30
+            )
+        except FileNotFoundError:
+            continue
+        lines, table = [], ""
+        for line in done.stdout.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                if line[1:].split(" ")[0] in names:
+                    lines.append(f"{table} {line.split(' ')[0]}")
+            elif line.startswith("-A ") and any(name in line.split() for name in names):
+                lines.append(f"{table} {line}")
+        state[tool] = sorted(lines)
+    return state
+
+
+def _restore_kubelet_iptables(recorded: dict[str, list[str]]) -> None:
+    """Delete the kubelet's rules and chains that were not there when recorded (rules
+    first: a chain still jumped to cannot be deleted)."""
+    for tool, lines in _kubelet_iptables().items():
+        added = [line for line in lines if line not in recorded.get(tool, [])]
+        for line in added:
+            table, _, rule = line.partition(" ")
+            if rule.startswith("-A "):
+                argv = shlex.split(rule)
+                subprocess.run(
+                    [tool, "-t", table, "-D", *argv[1:]], capture_output=True, check=False
+                )
+        for line in added:
+            table, _, rule = line.partition(" ")
+            if rule.startswith(":"):
+                for action in ("-F", "-X"):
+                    subprocess.run(
+                        [tool, "-t", table, action, rule[1:]], capture_output=True, check=False
+                    )
 
 
 # --- what a test compares before and after -----------------------------------------------
 
 
-def snapshot() -> dict[str, Any]:
-    """The host state a real node touches, for a before/after comparison."""
+def snapshot(slot: int | None = None) -> dict[str, Any]:
+    """The host state a real node touches, for a before/after comparison.
+
+    Other real nodes may come and go meanwhile (other test sessions, a ``make run``).
+    What belongs to a slot other than ``slot`` that has a ledger (a live run's, or a
+    crashed one's not cleaned yet) is left out: its bridge and the veths on it, its
+    cgroup root, the network namespaces on its bridge or in its subnet, the mounts and
+    processes under its trees, its log links and its containers' entries in the shared
+    directories. While such a slot exists, the shared state is reported as the last slot
+    to go will leave it: sysctls and the kubelet's iptables chains as recorded in
+    ``host.json``, the shared paths it found absent as absent (with nothing under them).
+
+    ``slot=None`` leaves out every slot with a ledger: for a before/after around a run
+    whose slot is released by the second snapshot. Pass the run's slot to keep its
+    leftovers in view while its ledger is still there (after a crash, or a release that
+    failed half-way).
+    """
+    others = [
+        owner
+        for number in range(SLOTS)
+        if number != slot and (owner := _Owner.from_ledger(number)) is not None
+    ]
+    recorded = _recorded_shared() if others else None
+    host_links = _links()
+    bridges = {_bridge(o.number) for o in others}
+    facts = {name: _netns_facts(name) for name in _netns_names()} if others else {}
+    theirs_netns = {
+        name for name, fact in facts.items() if any(o.owns_netns(fact, host_links) for o in others)
+    }
+    # What the last slot removes with the shared paths it found absent.
+    wiped = [Path(p).resolve() for p in recorded["absent"]] if recorded is not None else []
+    their_trees = [
+        *(t.resolve() for o in others for t in o.trees),
+        *(NETNS_DIR.resolve() / name for name in theirs_netns),
+        *wiped,
+    ]
+    their_entries = {p for o in others for p in o.shared_entries()}
+    their_cgroups = {_cgroup_root(o.number).lstrip("/") for o in others}
     sysctls = {name: _read_sysctl(name) for name in (*KUBELET_SYSCTLS, "net/ipv4/ip_forward")}
+    if recorded is not None:
+        sysctls |= recorded["sysctls"]
     cgroups = sorted(  # top level only: where a kubelet or containerd would leave one
         str(d)
         for hierarchy in (CGROUP_FS.iterdir() if CGROUP_FS.is_dir() else [])
         if hierarchy.is_dir() and not hierarchy.is_symlink()
-        for d in hierarchy.iterdir()
-        if d.is_dir()
+        for d in _entries(hierarchy)
+        if d.is_dir() and d.name not in their_cgroups
     )
+    entries = [
+        entry
+        for entry in [
+            *_entries(CONTAINERD_RUN / "s"),
+            *_entries(CONTAINERD_RUN / "fifo"),
+            *(e for ns in _entries(CONTAINERD_RUN / "runc") for e in _entries(ns)),
+            *_entries(CNI_CACHE),
+            *_entries(CONTAINER_LOG_LINKS),
+        ]
+        if entry not in their_entries
+        and not any(o.owns_log_link(entry) for o in others)
+        and not _under(entry, wiped)
+    ]
+    netns = [] if _under(NETNS_DIR, wiped) else _netns_names()
     return {
         "sysctls": sysctls,
-        "mounts": sorted(str(p) for p in mount_points()),
+        "mounts": sorted(str(p) for p in mount_points() if not _under(p, their_trees)),
         "cgroups": cgroups,
-        "links": sorted(link["ifname"] for link in _links()),
-        "netns": sorted(p.name for p in NETNS_DIR.glob("*")) if NETNS_DIR.is_dir() else [],
-        "paths": {str(p): p.exists() for p in SHARED_PATHS},
+        "links": sorted(
+            link["ifname"]
+            for link in host_links
+            if link["ifname"] not in bridges and link.get("master") not in bridges
+        ),
+        "netns": [name for name in netns if name not in theirs_netns],
+        "paths": {
+            str(p): (str(p) not in recorded["absent"]) if recorded is not None else p.exists()
+            for p in SHARED_PATHS
+        },
+        "entries": sorted(str(e) for e in entries),
+        "iptables": recorded["iptables"] if recorded is not None else _kubelet_iptables(),
         "processes": sorted(
             p.name
             for p in Path("/proc").glob("[0-9]*")
             if _comm(p) in ("containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet")
+            and not any(o.owns_argv(_cmdline(p)) for o in others)
         ),
     }
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    """Whether ``path`` (its last component not followed) is one of ``roots`` (resolved)
+    or under one."""
+    path = path.parent.resolve() / path.name
+    return any(root == path or root in path.parents for root in roots)
+
+
+def _recorded_shared() -> dict[str, Any] | None:
+    """host.json, with what an older record lacks taken from the host as it is."""
+    try:
+        record: dict[str, Any] = json.loads((STATE_ROOT / "host.json").read_text())
+    except (OSError, ValueError):
+        return None
+    record.setdefault("iptables", _kubelet_iptables())
+    return record
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _comm(proc: Path) -> str:
