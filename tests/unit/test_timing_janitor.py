@@ -2,7 +2,9 @@
 keeps failing is tried at once and then after 1, 2, 4, ... s (+-20 %) up to
 ``app.janitor_max_backoff_seconds``; a given-up (dead) delete is tried again only after
 ``dead_recheck``; the journal is checked every ``JOURNAL_CHECK_SECONDS``. The janitor
-schedules by ``time.monotonic()``: it is given the loop's (fake) clock here."""
+schedules by ``time.monotonic()``: it is given the loop's (fake) clock here, and the
+journal writes inline (``InlineJournal``: a write in a worker thread lets looptime move
+the clock while it lasts)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import pytest
 from sidecar.offload import janitor as janitor_module
 from sidecar.offload.janitor import JOURNAL_CHECK_SECONDS, RetryPolicy, _check_journal
 from sidecar.offload.journal import DeleteJournal
-from tests.unit.loopclock import LoopClock, gaps, loop_now
+from tests.unit.loopclock import InlineJournal, LoopClock, gaps, loop_now
 from tests.unit.test_janitor import FakeOffloader, running
 
 pytestmark = pytest.mark.looptime
 
 EPSILON = 0.05  # fake seconds
+SPIN_PASSES = 1000
+"""Passes of the janitor's loop at one loop time that fail the test: it spins."""
 
 
 @pytest.fixture(autouse=True)
@@ -30,15 +34,30 @@ def loop_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class TimedOffloader(FakeOffloader):
-    """Every attempt fails (the remote answered); the loop time of each is kept."""
+    """Every attempt fails (the remote answered); the loop time of each is kept. A janitor
+    that spins (passes over a delete not yet due without the loop clock moving: looptime
+    moves it only when the loop is idle, so the spin never ends) fails the test at once
+    instead of hanging it until pytest's timeout."""
 
     def __init__(self, journal: DeleteJournal) -> None:
         super().__init__(journal)
         self.at: list[float] = []
+        self.passes: list[float] = []
+        """Loop time of the janitor's last passes over a delete not due, all the same."""
 
     async def retry_delete(self, pod_uid: str, namespace: str) -> bool:
         self.at.append(loop_now())
         return await super().retry_delete(pod_uid, namespace)
+
+    def can_finish_now(self, pod_uid: str) -> bool:
+        # Asked once per pass of the janitor's loop over each delete that is not due.
+        now = loop_now()
+        if self.passes and self.passes[0] != now:
+            self.passes.clear()
+        self.passes.append(now)
+        if len(self.passes) >= SPIN_PASSES:
+            raise AssertionError(f"the janitor spins: {len(self.passes)} passes at {now}")
+        return False
 
 
 async def until(condition: Callable[[], bool], *, within: float) -> None:
@@ -53,7 +72,7 @@ async def until(condition: Callable[[], bool], *, within: float) -> None:
 
 
 async def journal_with(tmp_path: Path, *uids: str) -> DeleteJournal:
-    journal = DeleteJournal(tmp_path)
+    journal = InlineJournal(tmp_path)
     journal.load()
     for uid in uids:
         await journal.add(uid, namespace="ns", name=uid, tombstone=True)
@@ -87,6 +106,21 @@ async def test_a_dead_delete_is_tried_again_only_after_its_recheck_interval(
     assert given_up - retried <= 1.2 + EPSILON
     assert 3600 - EPSILON <= rechecked - given_up <= 3600 + EPSILON
     assert 3600 - EPSILON <= again - rechecked <= 3600 + EPSILON
+
+
+async def test_a_delete_due_a_fraction_of_a_nanosecond_after_a_clock_tick_is_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio ends a timed wait up to its clock's resolution (1 ns) early, and ``now +
+    # delay`` is rounded: the dead-letter test above hung (1 run in 8) on a recheck due at
+    # 7200.8547610000005 (3600.854761 + 3600), its wait ended at loop time 7200.854761.
+    # The same, made certain: every retry due 0.4 ns after a tick of the loop's clock.
+    monkeypatch.setattr(janitor_module, "backoff", lambda attempt, cap: 1 + 4e-10)
+    journal = await journal_with(tmp_path, "stuck")
+    offloader = TimedOffloader(journal)
+    async with running(offloader, journal, RetryPolicy(max_backoff=1)):
+        await until(lambda: len(offloader.at) >= 3, within=60)
+    assert gaps(offloader.at)[:2] == pytest.approx([1, 1], abs=EPSILON)
 
 
 class CheckedJournal:

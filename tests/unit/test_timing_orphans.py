@@ -2,7 +2,9 @@
 pod interLink stopped asking about is left alone for the whole window
 (``offloading.orphan_after_seconds``), reported at the first sweep after it, and reaped
 one sweep interval later; a pod interLink keeps asking about is never touched, however
-long it runs. The sweep's clocks (the asked log's and the wall clock) are the loop's."""
+long it runs. The sweep's clocks (the asked log's and the wall clock) are the loop's, and
+the journal writes inline (``InlineJournal``: the reap journals the pod first, and a write
+in a worker thread lets looptime move the clock while it lasts)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from sidecar.offload.orphan_pods import OrphanPods, sweep_interval
 from sidecar.status.asked import AskedLog
 from sidecar.status.cache import StatusCache
 from tests.unit.background import running
-from tests.unit.loopclock import loop_now
+from tests.unit.loopclock import InlineJournal, loop_now
 from tests.unit.test_orphan_pods import CREATED, Offloader, asked_about, remote_pod
 
 pytestmark = pytest.mark.looptime
@@ -51,7 +53,7 @@ async def test_an_orphan_is_reaped_only_after_its_window_and_one_more_interval(
     cache = StatusCache()
     cache.replace_all([remote_pod("a"), remote_pod("b")])  # both created at loop time 0
     cache.confirm()
-    journal = DeleteJournal(tmp_path)
+    journal = InlineJournal(tmp_path)
     journal.load()
     offloader = TimedOffloader(journal)
     asked = AskedLog(gap=30, clock=loop_now)
