@@ -23,7 +23,8 @@ import aiohttp
 from aiohttp import web
 
 from metrics import Metrics
-from sidecar.api import limits, wire
+from sidecar.api import limits, logstart, wire
+from sidecar.core.shape import JsonObject
 from sidecar.offload.service import Offloader
 from sidecar.offload.translate import remote_namespace_for
 from sidecar.remote.cluster import RemoteCluster
@@ -231,8 +232,18 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
             f"pod {req.ref.namespace}/{req.ref.name} has no container {req.container!r} "
             f"(containers: {', '.join(names)})",
         )
+    pod_name = pod["metadata"]["name"]
+
+    async def current_pod() -> JsonObject | None:
+        cached = request.app[CACHE_KEY].get_for(req.ref)
+        return cached if cached is not None else await remote.find_pod(namespace, req.ref.uid)
+
     opening = asyncio.create_task(
-        remote.open_log(namespace, pod["metadata"]["name"], req.container, req.options),
+        logstart.open_when_started(
+            lambda: remote.open_log(namespace, pod_name, req.container, req.options),
+            current_pod,
+            req.options,
+        ),
         name="log-open",
     )
     # A following log may send no header until its first line: answer 200 at once
@@ -241,10 +252,13 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     done, _ = await asyncio.wait([opening], timeout=HEADER_GRACE_SECONDS)
     if done:
         try:
-            opening.result()  # raises RemoteError: a 4xx/5xx answer via the middleware
+            # raises RemoteError: a 4xx/5xx answer via the middleware
+            nothing_yet = opening.result() is None
         except RemoteError as exc:
             if not _no_content(exc):
                 raise
+            nothing_yet = True
+        if nothing_yet:
             return web.Response(status=200, content_type="text/plain")
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
@@ -253,6 +267,8 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
 
     async def stream() -> None:
         upstream = await opening
+        if upstream is None:
+            return  # the container never started: an empty log
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
@@ -267,8 +283,11 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         for task in (copier, watcher, opening):
             task.cancel()
         await asyncio.gather(copier, watcher, opening, return_exceptions=True)
+        opened = None
         if not opening.cancelled() and opening.exception() is None:
-            opening.result().close()  # idempotent; covers a copier cancelled early
+            opened = opening.result()
+        if opened is not None:
+            opened.close()  # idempotent; covers a copier cancelled early
         metrics.log_streams.dec()
     error = None if copier.cancelled() else copier.exception()
     # The client leaving (noticed by the watcher, or by a write that failed) is how a
