@@ -1,19 +1,21 @@
 """What a real node changes on the host, written down before it happens and undone after.
 
 A kubelet with containerd is not a process that cleans up after itself: it writes three
-sysctls at every start, containerd's shims and the containers outlive both, and the pods
-leave overlay, shm, tmpfs and network-namespace mounts, cgroups, veths on a bridge, log
-links in ``/var/log/containers`` and directories that did not exist before. Tests run on
-developers' machines, so every one of those changes is recorded in a ledger *before* it
-is made and undone at stop, and a start after a crash (ledger left behind, its slot lock
-free) first undoes what the crashed run left.
+sysctls and adds iptables chains at every start, containerd's shims and the containers
+outlive both, and the pods leave overlay, shm, tmpfs and network-namespace mounts,
+cgroups, veths on a bridge, log links in ``/var/log/containers``, runc state and shim
+sockets in ``/run/containerd``, libcni's cache and directories that did not exist
+before. Tests run on developers' machines, so every one of those changes is recorded in
+a ledger *before* it is made and undone at stop, and a start after a crash (ledger left
+behind, its slot lock free) first undoes what the crashed run left.
 
 Up to ``SLOTS`` real nodes can live on one host at once (the integration tier's cluster
 and the end-to-end tier's remote cluster, plus a ``make run``). Each takes a slot, held
 by an ``flock`` for its whole life, and owns the slot's bridge, subnet, cgroup root and
-state directory. What all slots share (the kubelet's sysctls, directories containerd and
-the kubelet create at fixed paths) is recorded by the first slot in ``host.json`` and
-restored by the last one to go.
+state directory. What all slots share (the kubelet's sysctls and iptables chains,
+directories containerd and the kubelet create at fixed paths) is recorded by the first
+slot in ``host.json`` and restored by the last one to go; each slot removes its own
+containers' entries in those directories itself.
 
 Contract: ``Slot.acquire()`` returns a slot whose leftovers are cleaned, or raises
 LocalClusterError when all are taken; ``Slot.record_*`` persist the entry before the
@@ -389,7 +391,9 @@ class _Owner:
         for tree in self.trees:
             for address in tree.glob("*/io.containerd.runtime.v2.task/*/*/address"):
                 with contextlib.suppress(OSError):
-                    found.add(Path(address.read_text().strip().removeprefix("unix://")))
+                    socket = Path(address.read_text().strip().removeprefix("unix://"))
+                    if socket.parent == CONTAINERD_RUN / "s":
+                        found.add(socket)
         names = {f"-{container}-" for _, container in ids}
         found.update(p for p in _entries(CNI_CACHE) if any(n in p.name for n in names))
         return found
@@ -631,22 +635,45 @@ def snapshot(slot: int | None = None) -> dict[str, Any]:
     ``host.json``, the shared paths it found absent as absent (with nothing under them).
 
     ``slot=None`` leaves out every slot with a ledger: for a before/after around a run
-    whose slot is released by the second snapshot. Pass the run's slot to keep its
-    leftovers in view while its ledger is still there (after a crash, or a release that
-    failed half-way).
+    whose slot is released by the second snapshot. Pass the run's slot to keep what it
+    owns in view while its ledger is still there (while it runs, after a crash, or after
+    a release that failed half-way), even under a shared path the last slot removes.
+
+    Another run's pod being set up shows for a moment as not yet its own (a network
+    namespace before its address, a veth before its bridge, a shim's exiting
+    start-up process): the state is read until two reads 0.1 s apart agree (at most 2 s),
+    so that a before-snapshot does not catch such a moment for good.
     """
+    previous = _snapshot_once(slot)
+    for _ in range(20):
+        time.sleep(0.1)  # polling: until two reads agree
+        current = _snapshot_once(slot)
+        if current == previous:
+            break
+        previous = current
+    return previous
+
+
+def _snapshot_once(slot: int | None) -> dict[str, Any]:
     others = [
         owner
         for number in range(SLOTS)
         if number != slot and (owner := _Owner.from_ledger(number)) is not None
     ]
+    mine = _Owner.from_ledger(slot) if slot is not None else None
     recorded = _recorded_shared() if others else None
     host_links = _links()
     bridges = {_bridge(o.number) for o in others}
-    facts = {name: _netns_facts(name) for name in _netns_names()} if others else {}
+    facts = {name: _netns_facts(name) for name in _netns_names()} if others or mine else {}
     theirs_netns = {
         name for name, fact in facts.items() if any(o.owns_netns(fact, host_links) for o in others)
     }
+    my_netns = {name for name, fact in facts.items() if mine and mine.owns_netns(fact, host_links)}
+    my_trees = [
+        *(t.resolve() for t in (mine.trees if mine else ())),
+        *(NETNS_DIR.resolve() / name for name in my_netns),
+    ]
+    my_entries = mine.shared_entries() if mine else set()
     # What the last slot removes with the shared paths it found absent.
     wiped = [Path(p).resolve() for p in recorded["absent"]] if recorded is not None else []
     their_trees = [
@@ -677,19 +704,29 @@ def snapshot(slot: int | None = None) -> dict[str, Any]:
         ]
         if entry not in their_entries
         and not any(o.owns_log_link(entry) for o in others)
-        and not _under(entry, wiped)
+        and (
+            not _under(entry, wiped)
+            or entry in my_entries
+            or (mine is not None and mine.owns_log_link(entry))
+        )
     ]
-    netns = [] if _under(NETNS_DIR, wiped) else _netns_names()
+    netns_wiped = _under(NETNS_DIR, wiped)
     return {
         "sysctls": sysctls,
-        "mounts": sorted(str(p) for p in mount_points() if not _under(p, their_trees)),
+        "mounts": sorted(
+            str(p) for p in mount_points() if not _under(p, their_trees) or _under(p, my_trees)
+        ),
         "cgroups": cgroups,
         "links": sorted(
             link["ifname"]
             for link in host_links
             if link["ifname"] not in bridges and link.get("master") not in bridges
         ),
-        "netns": [name for name in netns if name not in theirs_netns],
+        "netns": [
+            name
+            for name in _netns_names()
+            if name not in theirs_netns and (not netns_wiped or name in my_netns)
+        ],
         "paths": {
             str(p): (str(p) not in recorded["absent"]) if recorded is not None else p.exists()
             for p in SHARED_PATHS
@@ -700,6 +737,7 @@ def snapshot(slot: int | None = None) -> dict[str, Any]:
             p.name
             for p in Path("/proc").glob("[0-9]*")
             if _comm(p) in ("containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet")
+            and _cmdline(p)  # none: exiting, or a zombie (holding nothing but its pid)
             and not any(o.owns_argv(_cmdline(p)) for o in others)
         ),
     }
