@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.deadlines import scaled
 from tests.integration.test_process import alive, descendants
 from tests.localcluster.cluster import free_port
 
@@ -112,3 +115,57 @@ def test_the_installed_sidecar_refuses_local_cluster_with_a_pointer(tmp_path: Pa
         assert "development tool" in result.stderr and "make run" in result.stderr
         assert "unrecognized" not in result.stderr
         assert len(result.stderr.splitlines()) <= 2  # usage and one line
+
+
+@pytest.mark.realnode
+def test_make_run_with_a_real_node_runs_the_readme_pod_for_real(real_node: object) -> None:
+    # real_node: the session has one, so one can run here (else this skips with why).
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
+    env |= {"APP_SOCKET_PORT": str(port), "APP_OPS_PORT": str(free_port())}
+    workdir = Path(tempfile.mkdtemp(prefix="rn-"))  # short: the kubelet's socket paths
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.localcluster", "--real-node", "--dir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        output = "\n".join(read_until(process, "[local-cluster] ready", timeout=scaled(120)))
+        assert "real node real-node on 10.213." in output
+
+        def curl(method: str, path: str, sample: str) -> str:
+            return subprocess.run(
+                [
+                    *("curl", "-sS", "-X", method, f"http://127.0.0.1:{port}{path}"),
+                    *("-H", "Content-Type: application/json", "--data-binary", f"@{sample}"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+
+        examples = REPO / "manifests" / "examples"
+        created = json.loads(curl("POST", "/create", str(examples / "create-hello-real-node.json")))
+        assert created["PodUID"] == "0f9d3c1e-2b7a-4a7e-9d65-1c2b3a4d5e6f"
+        # The README's getLogs: the container's real output (its hostname is the pod's name)
+        deadline = time.monotonic() + scaled(60)
+        while "hello world" not in (
+            log := curl("GET", "/getLogs", str(examples / "logs-hello.json"))
+        ):
+            assert time.monotonic() < deadline, log
+            time.sleep(0.2)  # polling a condition with a deadline
+        assert log.startswith("hello world from hello-world"), log
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=scaled(60)) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+        shutil.rmtree(workdir, ignore_errors=True)

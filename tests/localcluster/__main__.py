@@ -13,7 +13,7 @@ The configuration is read as the sidecar reads it (``--config``, else
 ``$CONFIG_FILE_PATH``, else ``private/config.ini`` if present, and ``SECTION_KEY``
 environment variables); only the listen address (http://127.0.0.1:4000), the
 kubeconfig (the control plane's) and the state directory (``<DIR>/state``) have other
-defaults. With ``--real-node`` (or ``LOCAL_CLUSTER_REAL_NODE=1``; root, Debian's
+defaults. With ``--real-node`` (``make run REAL_NODE=1``; root, Debian's
 containerd, runc, containernetworking-plugins and busybox-static) the cluster also gets a
 real node, and offloaded pods go there by default (``offloading.node_selector`` and
 ``node_tolerations`` point at it): their containers really run, with the local image
@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     load_or_exit(path, local_defaults)  # report configuration problems before a long start
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="interlink-local-cluster-"))
-    environ = dict(os.environ) | ({realnode.ENV: "1"} if args.real_node else {})
+    # Only the flag decides (the test suite's LOCAL_CLUSTER_REAL_NODE=auto must not
+    # leak into a `make run` started by a test).
+    environ = dict(os.environ) | {realnode.ENV: "1" if args.real_node else "0"}
     try:
         binaries = ensure_binaries(progress=_say)
         real_node, why = realnode.wanted(binaries.kubelet, environ)

@@ -75,11 +75,20 @@ SIDECAR_TOKEN_SECONDS = 7 * 24 * 3600
 """Lifetime of the sidecar's ServiceAccount token (as long as the cluster's certificates)."""
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nobody listens on right now (the kernel's choice for port 0), never one
+    this process was given before: the kernel may offer a port again while the server
+    it was chosen for has not bound it yet (kwok once got etcd's port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

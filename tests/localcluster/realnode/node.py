@@ -49,6 +49,8 @@ _CNI_PLUGINS = ("bridge", "host-local", "loopback")
 # The kubelet creates its cgroups in every one of these v1 hierarchies and checks that
 # cgroupRoot exists in them first.
 _V1_CONTROLLERS_NEEDED = ("cpu", "cpuacct", "cpuset", "memory", "pids", "systemd")
+_SOCKET_PATH_MAX = 107
+"""sun_path holds 108 bytes with the terminating NUL."""
 ENV = "LOCAL_CLUSTER_REAL_NODE"
 """``1``: a real node is required (no start without one); ``auto``: added where it can
 run (``make test``); unset, empty or ``0``: none."""
@@ -141,6 +143,12 @@ class RealNode:
 
     def start(self, *, deadline: float, free_port: Callable[[], int]) -> None:
         started = time.monotonic()
+        longest = self.workdir / "kubelet" / "pod-resources" / "kubelet.sock"
+        if len(str(longest)) > _SOCKET_PATH_MAX:
+            raise LocalClusterError(
+                f"real node: {self.workdir} is too long for the kubelet's unix sockets "
+                f"({longest} is over {_SOCKET_PATH_MAX} bytes): use a shorter --dir"
+            )
         self.slot = slot = Slot.acquire()
         slot.record_tree(self.workdir)
         slot.record_tree(slot.state_dir)
@@ -395,6 +403,8 @@ class RealNode:
             "maxPods": 30,
             "serializeImagePulls": False,
             "staticPodPath": "",
+            # no KUBE-FIREWALL / canary chains: nothing here needs them (no kube-proxy)
+            "makeIPTablesUtilChains": False,
             "nodeStatusUpdateFrequency": "2s",
             "nodeStatusReportFrequency": "10s",
         }
