@@ -24,6 +24,9 @@ from sidecar.core.shape import JsonObject, WireError
 from sidecar.offload.volumes import CopiedNames, containers_of
 
 _LOCAL_FIELDS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
+_SERVICE_ACCOUNT_FIELD = "spec.serviceAccountName"
+"""Resolved to the local value too: the remote pod loses its service account (it does
+not exist there), so the remote kubelet would say ``default``."""
 
 
 # Reference field -> kind of the object it names (env[].valueFrom and envFrom[]).
@@ -58,7 +61,12 @@ def _rename_references(source: JsonObject, *, names: CopiedNames, where: str, po
 
 
 def translate_env(spec: JsonObject, *, names: CopiedNames, pod: PodRef) -> None:
-    """Rewrite env and envFrom of every container of ``spec`` in place."""
+    """Rewrite env and envFrom of every container of ``spec`` in place (before the
+    translation drops ``serviceAccountName``: its fieldRef is resolved from it)."""
+    local = {field: str(getattr(pod, attribute)) for field, attribute in _LOCAL_FIELDS.items()}
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if isinstance(account, str):
+        local[_SERVICE_ACCOUNT_FIELD] = account
     for base, container in containers_of(spec):
         for var_path, var in shape.objects_at(container, "env", base):
             source = shape.object_at(var, "valueFrom", var_path)
@@ -68,9 +76,9 @@ def translate_env(spec: JsonObject, *, names: CopiedNames, pod: PodRef) -> None:
             field_ref = shape.object_at(source, "fieldRef", source_path)
             if field_ref is not None:
                 field_path = shape.string_at(field_ref, "fieldPath", f"{source_path}.fieldRef")
-                if field_path in _LOCAL_FIELDS:
+                if field_path in local:
                     var.pop("valueFrom")
-                    var["value"] = getattr(pod, _LOCAL_FIELDS[field_path])
+                    var["value"] = local[field_path]
                     continue
             _rename_references(source, names=names, where=source_path, pod=pod)
         for from_path, source in shape.objects_at(container, "envFrom", base):

@@ -107,7 +107,8 @@ REWRITES: tuple[Rewrite, ...] = (
     ),
     Rewrite(
         ("spec.*ontainers{*}.env{*}.valueFrom.fieldRef*", "spec.*ontainers{*}.env{*}.value"),
-        "`fieldRef` to `metadata.name`/`namespace`/`uid` replaced by the local value",
+        "`fieldRef` to `metadata.name`/`namespace`/`uid` and `spec.serviceAccountName` "
+        "replaced by the local value",
     ),
     Rewrite(
         (

@@ -8,8 +8,8 @@ pod (Always) and a pod whose init container fails (Never). All are deleted throu
 ``/delete`` at the end, and their remote objects awaited gone.
 
 fieldRef values, as a user sees them (the sidecar passes ``fieldRef`` on, except the
-three it resolves itself): ``metadata.name``, ``metadata.namespace`` and ``metadata.uid``
-are the *local* pod's (the sidecar writes them in: the remote pod is named
+four it resolves itself): ``metadata.name``, ``metadata.namespace``, ``metadata.uid`` and
+``spec.serviceAccountName`` are the *local* pod's (the sidecar writes them in: the remote pod is named
 ``<name>-<uid>`` in ``offloading-default``); labels are the local ones (copied);
 ``status.podIP``, ``status.hostIP`` and ``spec.nodeName`` are the *remote* pod's, resolved
 by the remote kubelet: the address the program really has and can bind or advertise,
@@ -87,6 +87,7 @@ FIELD_ENV = {
     "MY_POD_IP": "status.podIP",
     "MY_HOST_IP": "status.hostIP",
     "MY_NODE": "spec.nodeName",
+    "MY_ACCOUNT": "spec.serviceAccountName",
 }
 RESOURCE_ENV = {
     "name": "MY_MEMORY_LIMIT",
@@ -227,6 +228,9 @@ def show_pod() -> dict[str, Any]:
                 container("fails", "echo about to fail; exit 3"),
             ],
             "volumes": volumes,
+            # does not exist remotely (the remote pod runs without one), yet the
+            # program reads this name, not the remote default's
+            "serviceAccountName": "builder",
         },
     )
     the_pod["metadata"]["labels"] = {"app": "show"}
@@ -377,6 +381,7 @@ async def test_the_program_sees_env_from_configmaps_secrets_fieldrefs_and_litera
         "MY_NAMESPACE": "default",
         "MY_UID": show.uid,
         "MY_APP": "show",
+        "MY_ACCOUNT": "builder",
         # ... and where it really runs: the remote pod's IP, node and node IP
         "MY_POD_IP": remote["status"]["podIP"],
         "MY_HOST_IP": control_plane.real_node.node_ip,

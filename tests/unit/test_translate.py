@@ -156,6 +156,26 @@ def test_env_references_are_renamed_and_field_refs_resolved() -> None:
     }
 
 
+@pytest.mark.parametrize(("account", "expected"), [("builder", "builder"), (None, "default")])
+def test_a_service_account_field_ref_gets_the_local_pods_account(
+    account: str | None, expected: str
+) -> None:
+    """The remote pod loses its service account (it does not exist there): without this
+    the program would read ``default`` for any account."""
+    body = podshapes.env_refs(UID)
+    spec = body["pod"]["spec"]
+    spec.pop("serviceAccountName", None)
+    if account is not None:
+        spec["serviceAccountName"] = account
+    spec["containers"][0]["env"].append(
+        {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}
+    )
+    plan = plan_for(body)
+    env = {e["name"]: e for e in plan.pod["spec"]["containers"][0]["env"]}
+    assert env["SA"] == {"name": "SA", "value": expected}
+    assert "serviceAccountName" not in plan.pod["spec"]
+
+
 def test_unresolvable_env_reference_is_refused_naming_the_field() -> None:
     body = podshapes.resources(UID)
     body["pod"]["spec"]["containers"][0]["env"] = [
