@@ -7,14 +7,14 @@ Each test first checks that its pod really changed the host (tmpfs volume mounts
 overlay rootfs, cgroups with the container in them, a network namespace with the pod IP
 and a veth on the slot's bridge, runc state, the shim's socket, libcni's cache, the CRI
 log link, the kubelet's sysctls; after the crash, the shim and the container still
-running) and that ``host.snapshot`` of its slot sees them, so the comparison can fail.
+running) and that ``snapshot.snapshot`` of its slot sees them, so the comparison can fail.
 After the stop or the clean, the pod's own entries in the shared directories are gone at
 once (whether or not another slot keeps those directories), its ledger is gone, and
-``host.snapshot()`` is back to the one taken before (polled: killed processes and their
+``snapshot.snapshot()`` is back to the one taken before (polled: killed processes and their
 cgroups go asynchronously).
 
 Other real nodes (other test sessions, in other slots) may run meanwhile:
-``host.snapshot`` leaves out what belongs to any other slot with a ledger and reports
+``snapshot.snapshot`` leaves out what belongs to any other slot with a ledger and reports
 the shared state as the last slot will leave it, and the crash test holds the crashed
 slot's lock while it looks at the leftovers, so that no other run's start cleans them
 (or the last other slot restores the shared state) under its feet.
@@ -48,6 +48,8 @@ from tests.localcluster.realnode import (
     BUSYBOX_IMAGE,
     NODE_LABEL,
     host,
+    hostops,
+    snapshot,
     toleration,
     unavailable_reason,
     wanted,
@@ -81,7 +83,7 @@ def binaries() -> Binaries:
 def test_a_clean_stop_leaves_the_host_as_it_found_it(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    before = host.snapshot()
+    before = snapshot.snapshot()
     cluster = LocalCluster(tmp_path_factory.mktemp("rn"), binaries, nodes=0, real_node=True)
     try:
         cluster.start()
@@ -119,7 +121,7 @@ def test_a_clean_stop_leaves_the_host_as_it_found_it(
 def test_after_a_crash_the_leftovers_are_undone(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory, cleaner: str
 ) -> None:
-    before = host.snapshot()
+    before = snapshot.snapshot()
     # Short paths: the kubelet's sockets under its root dir have at most 107 bytes.
     tmp_path = tmp_path_factory.mktemp("rn")
     run = tmp_path / "crashed"
@@ -186,7 +188,7 @@ def test_after_a_crash_the_leftovers_are_undone(
                 # Its start undid the crashed run's slot before taking one.
                 assert not (run / "realnode").exists()
                 assert not [pid for pid in shims if alive(pid)]
-                assert not [p for p in host.mount_points() if p.is_relative_to(run)]
+                assert not [p for p in hostops.mount_points() if p.is_relative_to(run)]
                 assert not [p for p in entries if os.path.lexists(p)]
                 assert cluster.real_node is not None
         assert not [pid for pid in shims if alive(pid)]
@@ -250,11 +252,11 @@ def _assert_pod_changed_the_host(
     entries in the shared directories (network namespace, runc state, shim socket,
     libcni cache, log links), which must be gone after the release or the clean."""
     assert pod["ip"].startswith(f"10.213.{number}.")
-    cgroup = host.CGROUP_FS / "pids" / f"interlink-realnode-{number}"
+    cgroup = hostops.CGROUP_FS / "pids" / f"interlink-realnode-{number}"
     assert [p for p in cgroup.rglob("cgroup.procs") if p.read_text().split()], "no process"
     links = _ip_json("link", "show")
     assert [link for link in links if link.get("master") == f"ilsrn{number}"], "no veth"
-    netns = [n for n in host.NETNS_DIR.glob("cni-*") if pod["ip"] in _addresses(n.name)]
+    netns = [n for n in hostops.NETNS_DIR.glob("cni-*") if pod["ip"] in _addresses(n.name)]
     assert netns, f"no network namespace has {pod['ip']}"
     tasks = host.STATE_ROOT / f"slot-{number}" / "containerd" / "io.containerd.runtime.v2.task"
     assert (tasks / "k8s.io" / pod["container"] / "rootfs").is_mount()
@@ -273,7 +275,7 @@ def _assert_pod_changed_the_host(
     assert all(os.path.lexists(p) for p in entries) and len(logs) == 1, entries
     for name, value in KUBELET_SYSCTLS.items():
         assert Path("/proc/sys", name).read_text().strip() == value
-    during = host.snapshot(slot=number)
+    during = snapshot.snapshot(slot=number)
     changed = {key for key in before if before[key] != during[key]}
     assert changed >= CHANGED_BY_A_POD, f"the snapshot missed {CHANGED_BY_A_POD - changed}"
     return entries
@@ -286,7 +288,7 @@ def _assert_restored(before: dict[str, Any], run: Path, *, timeout: float = 30) 
     ledgers = [p for p in host.STATE_ROOT.glob("slot-*.json") if str(run) in _read(p)]
     assert not ledgers, f"{ledgers} still there after the release"
     deadline = time.monotonic() + scaled(timeout)
-    while (after := host.snapshot()) != before and time.monotonic() < deadline:
+    while (after := snapshot.snapshot()) != before and time.monotonic() < deadline:
         time.sleep(0.2)  # polling a condition with a deadline
     changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert not changed, f"the real node left the host changed: {changed}"

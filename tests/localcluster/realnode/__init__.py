@@ -1,6 +1,6 @@
 """A real node (kubelet + containerd + runc) for the local cluster; see ``node.py``."""
 
-from tests.localcluster.realnode import host
+from tests.localcluster.realnode import host, hostops, snapshot
 from tests.localcluster.realnode.images import BUSYBOX_IMAGE, PAUSE_IMAGE
 from tests.localcluster.realnode.node import (
     ENV,
@@ -22,6 +22,8 @@ __all__ = [
     "TAINT_KEY",
     "RealNode",
     "host",
+    "hostops",
+    "snapshot",
     "toleration",
     "unavailable_reason",
     "wanted",

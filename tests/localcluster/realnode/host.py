@@ -27,29 +27,24 @@ called again after a partial failure.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from tests.localcluster.binaries import LocalClusterError
+from tests.localcluster.realnode import hostops
+from tests.localcluster.realnode.hostops import NETNS_DIR
 
 STATE_ROOT = Path("/run/interlink-k8s-sidecar-realnode")
 """Ledgers, locks, containerd's state and sockets (short paths: a unix socket path has
 at most 107 bytes)."""
 SLOTS = 8
-CGROUP_FS = Path("/sys/fs/cgroup")
-NETNS_DIR = Path("/var/run/netns")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 """Fixed in the kubelet: one symlink per container into its pod log directory."""
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
@@ -71,20 +66,9 @@ removes its own containers' entries (another slot or a system containerd may kee
 directory)."""
 CNI_CACHE = Path("/var/lib/cni/results")
 """libcni's result cache: ``<network>-<sandbox id>-<interface>`` per attachment."""
-KUBELET_IPTABLES = {
-    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
-    "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
-    "nat": ("KUBE-KUBELET-CANARY",),
-}
-"""The chains every kubelet creates at start (``makeIPTablesUtilChains``, default true),
-for IPv4 and IPv6, and re-creates every minute if gone; KUBE-FIREWALL is jumped to from
-INPUT and OUTPUT (IPv4) and drops packets to 127.0.0.0/8 from other sources. Shared: the
-first slot records which exist, the last one removes the others."""
-_IPTABLES_TOOLS = ("iptables", "ip6tables")
-_MNT_DETACH = 2
 
 
-def _bridge(slot: int) -> str:
+def bridge_name(slot: int) -> str:
     return f"ilsrn{slot}"
 
 
@@ -92,7 +76,7 @@ def _subnet_prefix(slot: int) -> str:
     return f"10.213.{slot}"
 
 
-def _cgroup_root(slot: int) -> str:
+def cgroup_root_path(slot: int) -> str:
     return f"/interlink-realnode-{slot}"
 
 
@@ -120,7 +104,7 @@ class Slot:
 
     @property
     def bridge(self) -> str:
-        return _bridge(self.number)
+        return bridge_name(self.number)
 
     @property
     def node_ip(self) -> str:
@@ -137,7 +121,7 @@ class Slot:
 
     @property
     def cgroup_root(self) -> str:
-        return _cgroup_root(self.number)
+        return cgroup_root_path(self.number)
 
     @property
     def state_dir(self) -> Path:
@@ -229,9 +213,9 @@ class Slot:
             if shared.exists():
                 return
             record = {
-                "sysctls": {name: _read_sysctl(name) for name in KUBELET_SYSCTLS},
+                "sysctls": {name: hostops.read_sysctl(name) for name in KUBELET_SYSCTLS},
                 "absent": [str(p) for p in SHARED_PATHS if not p.exists()],
-                "iptables": _kubelet_iptables(),
+                "iptables": hostops.kubelet_iptables(),
             }
             shared.write_text(json.dumps(record, indent=1))
 
@@ -259,31 +243,31 @@ class Slot:
 
     def _undo(self) -> None:
         """Undo this slot's own changes (the shared state is the caller's)."""
-        owner = _Owner.of(self.number, self.entries)
+        owner = Owner.of(self.number, self.entries)
         has_bridge = any(e["kind"] == "link" for e in self.entries)
         # Processes first: containers (in our cgroups), then the shims (by their
         # containerd's socket path), so nothing holds a mount or a cgroup any more.
         for path in owner.cgroups:
-            _kill_cgroup(path)
-        _kill_matching(list(owner.markers))
-        links = _links()
-        for netns in _netns_names():
-            if owner.owns_netns(_netns_facts(netns), links):
-                _unmount_under(NETNS_DIR / netns)
+            hostops.kill_cgroup(path)
+        hostops.kill_matching(list(owner.markers))
+        links = hostops.links()
+        for netns in hostops.netns_names():
+            if owner.owns_netns(hostops.netns_facts(netns), links):
+                hostops.unmount_under(NETNS_DIR / netns)
                 (NETNS_DIR / netns).unlink(missing_ok=True)
         for tree in owner.trees:
-            _unmount_under(tree)
+            hostops.unmount_under(tree)
         for path in owner.cgroups:
-            _remove_cgroup(path)
+            hostops.remove_cgroup(path)
         if has_bridge:
             # The veths first: deleting one end takes its peer along at once, whereas
             # the kernel frees a removed namespace (and the veth in it) asynchronously.
-            for link in _links():
+            for link in hostops.links():
                 if link.get("master") == self.bridge:
-                    _ip("link", "delete", link["ifname"])
-            _ip("link", "delete", self.bridge)
+                    hostops.ip("link", "delete", link["ifname"])
+            hostops.ip("link", "delete", self.bridge)
         for target in owner.log_targets:
-            _remove_links_into(CONTAINER_LOG_LINKS, target)
+            hostops.remove_links_into(CONTAINER_LOG_LINKS, target)
         for entry in owner.shared_entries():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -322,7 +306,7 @@ def clean_leftovers() -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Owner:
+class Owner:
     """What one slot owns on the host: by its number (bridge, subnet, cgroup root,
     containerd socket) and its ledger (trees, process markers, log-link targets)."""
 
@@ -333,7 +317,7 @@ class _Owner:
     cgroups: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, number: int, entries: list[dict[str, Any]]) -> _Owner:
+    def of(cls, number: int, entries: list[dict[str, Any]]) -> Owner:
         return cls(
             number,
             trees=tuple(Path(e["path"]) for e in entries if e["kind"] == "tree"),
@@ -343,7 +327,7 @@ class _Owner:
         )
 
     @classmethod
-    def from_ledger(cls, number: int) -> _Owner | None:
+    def from_ledger(cls, number: int) -> Owner | None:
         """The owner of slot ``number`` if it has a ledger (a live run, or a crashed one
         not cleaned yet)."""
         try:
@@ -359,7 +343,7 @@ class _Owner:
         bridge, or it has an address in our subnet (its veth may be gone already)."""
         peers, addresses = facts
         on_bridge = {
-            link["ifindex"] for link in host_links if link.get("master") == _bridge(self.number)
+            link["ifindex"] for link in host_links if link.get("master") == bridge_name(self.number)
         }
         prefix = _subnet_prefix(self.number) + "."
         return bool(peers & on_bridge) or any(a.startswith(prefix) for a in addresses)
@@ -395,7 +379,7 @@ class _Owner:
                     if socket.parent == CONTAINERD_RUN / "s":
                         found.add(socket)
         names = {f"-{container}-" for _, container in ids}
-        found.update(p for p in _entries(CNI_CACHE) if any(n in p.name for n in names))
+        found.update(p for p in hostops.entries(CNI_CACHE) if any(n in p.name for n in names))
         return found
 
     def owns_log_link(self, link: Path) -> bool:
@@ -419,356 +403,13 @@ def _restore_shared() -> None:
         return
     record = json.loads(shared.read_text())
     for name, value in record["sysctls"].items():
-        _write_sysctl(name, value)
+        hostops.write_sysctl(name, value)
     if "iptables" in record:
-        _restore_kubelet_iptables(record["iptables"])
+        hostops.restore_kubelet_iptables(record["iptables"])
     for path in map(Path, record["absent"]):
-        _unmount_under(path)
+        hostops.unmount_under(path)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
     shared.unlink()
-
-
-# --- the host primitives -----------------------------------------------------------------
-
-
-def _read_sysctl(name: str) -> str:
-    return (Path("/proc/sys") / name).read_text().strip()
-
-
-def _write_sysctl(name: str, value: str) -> None:
-    path = Path("/proc/sys") / name
-    if path.read_text().strip() != value:
-        path.write_text(value + "\n")
-
-
-def mount_points() -> list[Path]:
-    """Every mount point of this mount namespace (octal escapes of mountinfo decoded)."""
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        raw = line.split(" ")[4]
-        points.append(Path(raw.encode().decode("unicode_escape")))
-    return points
-
-
-def _unmount_under(tree: Path) -> None:
-    """Unmount every mount at or under ``tree``, deepest first; a busy one lazily."""
-    tree = tree.resolve()  # mountinfo has /run/netns for /var/run/netns
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    for _ in range(3):  # a mount can be stacked over another at the same point
-        points = [p for p in mount_points() if p == tree or tree in p.parents]
-        if not points:
-            return
-        for point in sorted(points, key=lambda p: len(p.parts), reverse=True):
-            target = str(point).encode()
-            if libc.umount2(target, 0) != 0:
-                libc.umount2(target, _MNT_DETACH)
-
-
-def _cgroup_dirs(relative: str) -> list[Path]:
-    """The directories of cgroup ``relative`` in every mounted hierarchy (v1 controllers,
-    the v1 ``name=systemd`` one and the v2 ``unified`` one)."""
-    if not CGROUP_FS.is_dir():
-        return []
-    found = []
-    for hierarchy in sorted(CGROUP_FS.iterdir()):
-        directory = hierarchy / relative.lstrip("/")
-        if hierarchy.is_dir() and not hierarchy.is_symlink() and directory.is_dir():
-            found.append(directory)
-    return found
-
-
-def _kill_cgroup(relative: str) -> None:
-    for directory in _cgroup_dirs(relative):
-        for procs in directory.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-
-
-def _remove_cgroup(relative: str, *, timeout: float = 10) -> None:
-    """rmdir the cgroup tree bottom-up; a cgroup whose last task is still exiting refuses
-    with EBUSY for a moment, so this retries until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for directory in _cgroup_dirs(relative):
-            for child in sorted(
-                [d for d in directory.rglob("*") if d.is_dir()] + [directory],
-                key=lambda d: len(d.parts),
-                reverse=True,
-            ):
-                try:
-                    child.rmdir()
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    left.append(child)
-        if not left or time.monotonic() > deadline:
-            return
-        _kill_cgroup(relative)
-        time.sleep(0.1)  # polling: the kernel frees an emptied cgroup asynchronously
-
-
-def _kill_matching(markers: list[str]) -> None:
-    if not markers:
-        return
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(marker in argv for marker in markers):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
-def _netns_names() -> list[str]:
-    return sorted(p.name for p in NETNS_DIR.glob("*")) if NETNS_DIR.is_dir() else []
-
-
-def _netns_facts(name: str) -> tuple[set[int], set[str]]:
-    """The host ifindexes the namespace's interfaces are paired with, and its addresses."""
-    done = subprocess.run(
-        ["ip", "-j", "-n", name, "addr", "show"], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0 or not done.stdout.strip():
-        return set(), set()
-    interfaces = json.loads(done.stdout)
-    peers = {i["link_index"] for i in interfaces if i.get("ifname") != "lo" and "link_index" in i}
-    addresses = {a.get("local", "") for i in interfaces for a in i.get("addr_info") or []}
-    return peers, addresses
-
-
-def _ip(*argv: str) -> None:
-    subprocess.run(["ip", *argv], capture_output=True, check=False)
-
-
-def _links(netns: str | None = None) -> list[dict[str, Any]]:
-    argv = ["ip", "-j", *(["-n", netns] if netns else []), "link", "show"]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not done.stdout.strip():
-        return []
-    links: list[dict[str, Any]] = json.loads(done.stdout)
-    return links
-
-
-def _remove_links_into(directory: Path, target: Path) -> None:
-    for link in _entries(directory):
-        with contextlib.suppress(OSError):
-            if link.is_symlink() and Path(os.readlink(link)).is_relative_to(target):
-                link.unlink(missing_ok=True)
-
-
-def _entries(directory: Path) -> list[Path]:
-    """The entries of ``directory`` (none if it is absent or goes away meanwhile)."""
-    try:
-        return list(directory.iterdir())
-    except OSError:
-        return []
-
-
-def _kubelet_iptables() -> dict[str, list[str]]:
-    """The kubelet's chains and the rules that name them (``<table> <iptables-save
-    line>``, chain counters left out), per tool; none without the tool."""
-    names = {name for chains in KUBELET_IPTABLES.values() for name in chains}
-    state = {}
-    for tool in _IPTABLES_TOOLS:
-        try:
-            done = subprocess.run(
-                [f"{tool}-save"], capture_output=True, text=True, check=False, timeout=30
-            )
-        except FileNotFoundError:
-            continue
-        lines, table = [], ""
-        for line in done.stdout.splitlines():
-            if line.startswith("*"):
-                table = line[1:]
-            elif line.startswith(":"):
-                if line[1:].split(" ")[0] in names:
-                    lines.append(f"{table} {line.split(' ')[0]}")
-            elif line.startswith("-A ") and any(name in line.split() for name in names):
-                lines.append(f"{table} {line}")
-        state[tool] = sorted(lines)
-    return state
-
-
-def _restore_kubelet_iptables(recorded: dict[str, list[str]]) -> None:
-    """Delete the kubelet's rules and chains that were not there when recorded (rules
-    first: a chain still jumped to cannot be deleted)."""
-    for tool, lines in _kubelet_iptables().items():
-        added = [line for line in lines if line not in recorded.get(tool, [])]
-        for line in added:
-            table, _, rule = line.partition(" ")
-            if rule.startswith("-A "):
-                argv = shlex.split(rule)
-                subprocess.run(
-                    [tool, "-t", table, "-D", *argv[1:]], capture_output=True, check=False
-                )
-        for line in added:
-            table, _, rule = line.partition(" ")
-            if rule.startswith(":"):
-                for action in ("-F", "-X"):
-                    subprocess.run(
-                        [tool, "-t", table, action, rule[1:]], capture_output=True, check=False
-                    )
-
-
-# --- what a test compares before and after -----------------------------------------------
-
-
-def snapshot(slot: int | None = None) -> dict[str, Any]:
-    """The host state a real node touches, for a before/after comparison.
-
-    Other real nodes may come and go meanwhile (other test sessions, a ``make run``).
-    What belongs to a slot other than ``slot`` that has a ledger (a live run's, or a
-    crashed one's not cleaned yet) is left out: its bridge and the veths on it, its
-    cgroup root, the network namespaces on its bridge or in its subnet, the mounts and
-    processes under its trees, its log links and its containers' entries in the shared
-    directories. While such a slot exists, the shared state is reported as the last slot
-    to go will leave it: sysctls and the kubelet's iptables chains as recorded in
-    ``host.json``, the shared paths it found absent as absent (with nothing under them).
-
-    ``slot=None`` leaves out every slot with a ledger: for a before/after around a run
-    whose slot is released by the second snapshot. Pass the run's slot to keep what it
-    owns in view while its ledger is still there (while it runs, after a crash, or after
-    a release that failed half-way), even under a shared path the last slot removes.
-
-    Another run's pod being set up shows for a moment as not yet its own (a network
-    namespace before its address, a veth before its bridge, a shim's exiting
-    start-up process): the state is read until two reads 0.1 s apart agree (at most 2 s),
-    so that a before-snapshot does not catch such a moment for good.
-    """
-    previous = _snapshot_once(slot)
-    for _ in range(20):
-        time.sleep(0.1)  # polling: until two reads agree
-        current = _snapshot_once(slot)
-        if current == previous:
-            break
-        previous = current
-    return previous
-
-
-def _snapshot_once(slot: int | None) -> dict[str, Any]:
-    others = [
-        owner
-        for number in range(SLOTS)
-        if number != slot and (owner := _Owner.from_ledger(number)) is not None
-    ]
-    mine = _Owner.from_ledger(slot) if slot is not None else None
-    recorded = _recorded_shared() if others else None
-    host_links = _links()
-    bridges = {_bridge(o.number) for o in others}
-    facts = {name: _netns_facts(name) for name in _netns_names()} if others or mine else {}
-    theirs_netns = {
-        name for name, fact in facts.items() if any(o.owns_netns(fact, host_links) for o in others)
-    }
-    my_netns = {name for name, fact in facts.items() if mine and mine.owns_netns(fact, host_links)}
-    my_trees = [
-        *(t.resolve() for t in (mine.trees if mine else ())),
-        *(NETNS_DIR.resolve() / name for name in my_netns),
-    ]
-    my_entries = mine.shared_entries() if mine else set()
-    # What the last slot removes with the shared paths it found absent.
-    wiped = [Path(p).resolve() for p in recorded["absent"]] if recorded is not None else []
-    their_trees = [
-        *(t.resolve() for o in others for t in o.trees),
-        *(NETNS_DIR.resolve() / name for name in theirs_netns),
-        *wiped,
-    ]
-    their_entries = {p for o in others for p in o.shared_entries()}
-    their_cgroups = {_cgroup_root(o.number).lstrip("/") for o in others}
-    sysctls = {name: _read_sysctl(name) for name in (*KUBELET_SYSCTLS, "net/ipv4/ip_forward")}
-    if recorded is not None:
-        sysctls |= recorded["sysctls"]
-    cgroups = sorted(  # top level only: where a kubelet or containerd would leave one
-        str(d)
-        for hierarchy in (CGROUP_FS.iterdir() if CGROUP_FS.is_dir() else [])
-        if hierarchy.is_dir() and not hierarchy.is_symlink()
-        for d in _entries(hierarchy)
-        if d.is_dir() and d.name not in their_cgroups
-    )
-    entries = [
-        entry
-        for entry in [
-            *_entries(CONTAINERD_RUN / "s"),
-            *_entries(CONTAINERD_RUN / "fifo"),
-            *(e for ns in _entries(CONTAINERD_RUN / "runc") for e in _entries(ns)),
-            *_entries(CNI_CACHE),
-            *_entries(CONTAINER_LOG_LINKS),
-        ]
-        if entry not in their_entries
-        and not any(o.owns_log_link(entry) for o in others)
-        and (
-            not _under(entry, wiped)
-            or entry in my_entries
-            or (mine is not None and mine.owns_log_link(entry))
-        )
-    ]
-    netns_wiped = _under(NETNS_DIR, wiped)
-    return {
-        "sysctls": sysctls,
-        "mounts": sorted(
-            str(p) for p in mount_points() if not _under(p, their_trees) or _under(p, my_trees)
-        ),
-        "cgroups": cgroups,
-        "links": sorted(
-            link["ifname"]
-            for link in host_links
-            if link["ifname"] not in bridges and link.get("master") not in bridges
-        ),
-        "netns": [
-            name
-            for name in _netns_names()
-            if name not in theirs_netns and (not netns_wiped or name in my_netns)
-        ],
-        "paths": {
-            str(p): (str(p) not in recorded["absent"]) if recorded is not None else p.exists()
-            for p in SHARED_PATHS
-        },
-        "entries": sorted(str(e) for e in entries),
-        "iptables": recorded["iptables"] if recorded is not None else _kubelet_iptables(),
-        "processes": sorted(
-            p.name
-            for p in Path("/proc").glob("[0-9]*")
-            if _comm(p) in ("containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet")
-            and _cmdline(p)  # none: exiting, or a zombie (holding nothing but its pid)
-            and not any(o.owns_argv(_cmdline(p)) for o in others)
-        ),
-    }
-
-
-def _under(path: Path, roots: list[Path]) -> bool:
-    """Whether ``path`` (its last component not followed) is one of ``roots`` (resolved)
-    or under one."""
-    path = path.parent.resolve() / path.name
-    return any(root == path or root in path.parents for root in roots)
-
-
-def _recorded_shared() -> dict[str, Any] | None:
-    """host.json, with what an older record lacks taken from the host as it is."""
-    try:
-        record: dict[str, Any] = json.loads((STATE_ROOT / "host.json").read_text())
-    except (OSError, ValueError):
-        return None
-    record.setdefault("iptables", _kubelet_iptables())
-    return record
-
-
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _comm(proc: Path) -> str:
-    try:
-        return (proc / "comm").read_text().strip()
-    except OSError:
-        return ""

@@ -27,7 +27,8 @@ from typing import Any
 from tests.localcluster import pki
 from tests.localcluster.binaries import LocalClusterError, cache_root
 from tests.localcluster.realnode import images
-from tests.localcluster.realnode.host import CGROUP_FS, Slot
+from tests.localcluster.realnode.host import Slot
+from tests.localcluster.realnode.hostops import CGROUP_FS
 
 NODE_NAME = "real-node"
 NODE_LABEL = ("interlink-sidecar.test/node", "real")
