@@ -2,8 +2,10 @@
 
     kubectl -> LOCAL kube-apiserver -> virtual kubelet -> interLink API server
             -> sidecar (TCP or unix socket) -> REMOTE kube-apiserver -> kwok
+                                                                   (or a real kubelet)
 
-Two independent embedded clusters (``LocalCluster``): REMOTE, with kwok nodes, where the
+Two independent embedded clusters (``LocalCluster``): REMOTE, with kwok nodes (and a real
+node when ``LOCAL_CLUSTER_REAL_NODE`` asks for one: see "Real node" below), where the
 sidecar creates pods, and LOCAL, with no kwok node, where each virtual kubelet registers
 its node. Three virtual nodes share the sidecar: ``vk-tcp`` (interLink reaches the sidecar
 over TCP) and ``vk-unix`` (over its unix socket), on which every basic test runs, and
@@ -15,6 +17,30 @@ order: REMOTE, sidecar, LOCAL,
 interLink API servers, virtual kubelets; a virtual node turns Ready after its first ping,
 30 s after its start by design. ``start_chain`` stops whatever it started if a step fails
 and raises ChainError with every log's tail.
+
+Real node. When ``wanted(binaries.kubelet)`` says so (``LOCAL_CLUSTER_REAL_NODE``, as for
+the integration tier's control plane; the "real node: ..." line is printed as progress),
+REMOTE also gets a real node (kubelet + containerd + runc, tests/localcluster/realnode,
+in a slot of its own next to any other real node on the host). It is labelled
+``NODE_LABEL`` and tainted ``TAINT_KEY`` NoSchedule, so kwok-scripted pods never land on
+it. To send a pod there through the chain, the virtual nodes of ``NODES`` are labelled
+with that same ``NODE_LABEL`` on LOCAL (``REAL_NODE_LABELLED``). A pod then says, once:
+
+    nodeSelector: {kubernetes.io/hostname: vk-tcp, interlink-sidecar.test/node: real}
+    tolerations: [virtual-node.interlink/no-schedule, interlink-sidecar.test/real-node]
+
+LOCAL schedules it on the virtual node (the only node with both labels; the second
+toleration matches no taint there). The sidecar (sidecar/offload/scheduling.py) drops
+what targets the virtual node (its hostname selector and its toleration) and keeps the
+user's others, so the remote copy selects ``NODE_LABEL`` and tolerates ``TAINT_KEY``:
+only the real node fits. Nothing in the sidecar's configuration changes, so every
+other test's pods still go to kwok (an ``offloading.node_selector`` would have sent all
+of them to the real node). The label survives the virtual kubelet: it updates its node
+with a three-way patch from its last-applied metadata (the
+``virtual-kubelet.io/last-applied-object-meta`` annotation), which removes only labels
+it once set itself (the real-node tests check the label is still there before relying
+on it). interLink's ``NodeLabels`` setting would do the same at registration, for every
+node of the chain alike; a label added here exists only when there is a real node.
 """
 
 from __future__ import annotations
@@ -44,10 +70,14 @@ from tests.e2e.deadlines import seconds
 from tests.fixtures.sidecar_process import SidecarProcess, write_config
 from tests.localcluster import Binaries, LocalCluster
 from tests.localcluster.cluster import free_port
+from tests.localcluster.realnode import NODE_LABEL, RealNode, wanted
 
 NODES: dict[str, Transport] = {"vk-tcp": "tcp", "vk-unix": "unix"}
 GATED_NODE = "vk-gated"
 ALL_NODES = (*NODES, GATED_NODE)
+REAL_NODE_LABELLED = tuple(NODES)
+"""Virtual nodes labelled ``NODE_LABEL`` when REMOTE has a real node (not the gated one:
+its create gate is for the tests of orderings)."""
 ORPHAN_AFTER_SECONDS = 30
 SIDECAR_EXTRA_CONFIG = f"orphan_policy = delete\norphan_after_seconds = {ORPHAN_AFTER_SECONDS}\n"
 """Lines of the sidecar's ``[offloading]`` section (tests/fixtures' config ends there)."""
@@ -71,6 +101,13 @@ class Chain:
     sidecar: SidecarProcess
     gate: CreateGate
     nodes: dict[str, VirtualNode] = field(default_factory=dict)
+    real_node_why: str = "not asked for"
+    """Why REMOTE has a real node or not (``wanted``'s line), for skip reasons."""
+
+    @property
+    def real_node(self) -> RealNode | None:
+        """REMOTE's real node (None: REMOTE has kwok nodes only)."""
+        return self.remote.real_node
 
     def children(self) -> list[Child]:
         return [child for node in self.nodes.values() for child in node.children]
@@ -154,13 +191,18 @@ def start_chain(
     *,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Chain:
-    """Start every piece in order; returns once every virtual node is Ready."""
+    """Start every piece in order; returns once every virtual node is Ready (and, with a
+    real node, labelled for it). Raises LocalClusterError when ``LOCAL_CLUSTER_REAL_NODE``
+    requires a real node that cannot run here."""
     started = time.monotonic()
+    real_node, why = wanted(cluster_binaries.kubelet)
+    progress(f"real node: {why}")
     remote = LocalCluster(
         workdir / "remote",
         cluster_binaries,
         nodes=REMOTE_KWOK_NODES,
         progress=lambda line: progress(f"REMOTE: {line}"),
+        real_node=real_node,
     )
     local = LocalCluster(
         workdir / "local",
@@ -179,7 +221,7 @@ def start_chain(
         _wait_sidecar_ready(sidecar)
         gate = CreateGate(sidecar.tcp_url)
         gate.start()
-        chain = Chain(workdir, remote, local, sidecar, gate, nodes)
+        chain = Chain(workdir, remote, local, sidecar, gate, nodes, real_node_why=why)
         transports: dict[str, Transport] = {**NODES, GATED_NODE: "tcp"}
         for name, transport in transports.items():
             interlinks[name] = start_interlink(
@@ -213,6 +255,10 @@ def start_chain(
             chain,
             NODE_READY_SECONDS,
         )
+        if remote.real_node is not None:
+            for name in REAL_NODE_LABELLED:
+                label_for_real_node(local, name)
+            progress(f"{', '.join(REAL_NODE_LABELLED)} labelled {NODE_LABEL[0]}={NODE_LABEL[1]}")
     except BaseException:
         for node in nodes.values():
             node.stop()
@@ -227,6 +273,20 @@ def start_chain(
         raise
     progress(f"chain ready in {time.monotonic() - started:.0f} s")
     return chain
+
+
+def label_for_real_node(local: LocalCluster, name: str) -> None:
+    """Label virtual node ``name`` on LOCAL with the real node's ``NODE_LABEL`` (see the
+    module docstring), unless it has it already."""
+    if not has_real_node_label(local, name):
+        key, value = NODE_LABEL
+        local.request("PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": {key: value}}})
+
+
+def has_real_node_label(local: LocalCluster, name: str) -> bool:
+    node: dict[str, Any] = local.request("GET", f"/api/v1/nodes/{name}")
+    key, value = NODE_LABEL
+    return bool(((node.get("metadata") or {}).get("labels") or {}).get(key) == value)
 
 
 def _wait_sidecar_ready(sidecar: SidecarProcess) -> None:
