@@ -28,7 +28,7 @@ from sidecar.remote.client import remote_call
 from sidecar.settings import DialMode, TcpTunnelSettings
 from sidecar.status.cache import StatusCache
 from tunnel import DesiredTunnel
-from tunnel.config import PortPolicy, TunnelConfig
+from tunnel.config import TunnelConfig
 from tunnel.dialers import Dial, Stream, dial_direct, portforward_dialer
 from tunnel.manager import TunnelManager
 
@@ -69,7 +69,7 @@ def tunnel_config(settings: TcpTunnelSettings) -> TunnelConfig:
         known_hosts=known_hosts,
         insecure=settings.insecure_skip_host_key_check,
         bind_address=settings.bind_address,
-        port_policy=PortPolicy(settings.port_policy.value),
+        port_policy=settings.port_policy,
         port_range=settings.port_range,
         keepalive_interval=settings.keepalive_interval_seconds,
         keepalive_count=settings.keepalive_count,

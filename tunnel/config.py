@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 import asyncssh
 
 
-class PortPolicy(enum.Enum):
+class PortPolicy(enum.StrEnum):
+    """Which gateway port a forward gets (the sidecar's ``tcp_tunnel.port_policy``)."""
+
     CONTAINER = "container"
     """Gateway port = container port (upstream); a second pod asking for it gets an error."""
     RANGE = "range"
-    """The lowest free port of a configured range."""
+    """The lowest free port of a configured range (``tcp_tunnel.port_range``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,11 +2,15 @@
 
 A member equals its value (``DialMode.DIRECT == "direct"``), so a value read back from
 the config keeps comparing as the string it was written as; code compares members.
+``PortPolicy`` is the tunnel package's (the sidecar passes it on unchanged).
 """
 
 from __future__ import annotations
 
 import enum
+
+# The tunnel's own enum: settings parse straight into what tunnel.TunnelConfig takes.
+from tunnel.config import PortPolicy
 
 __all__ = ["Capacity", "DialMode", "LogLevel", "OrphanPolicy", "PortPolicy", "TunnelPods"]
 
@@ -48,15 +52,6 @@ class DialMode(enum.StrEnum):
     """The pod IP."""
     PORTFORWARD = "portforward"
     """Through the remote API server's port-forward."""
-
-
-class PortPolicy(enum.StrEnum):
-    """``tcp_tunnel.port_policy``: which gateway port a forward gets (``tunnel.PortPolicy``)."""
-
-    CONTAINER = "container"
-    """The container's port (upstream)."""
-    RANGE = "range"
-    """The lowest free port of ``tcp_tunnel.port_range``."""
 
 
 class TunnelPods(enum.StrEnum):
