@@ -313,7 +313,11 @@ def start_root_tasks(parts: Parts, servers: Servers, tasks: RootTasks) -> None:
     async def measure_capacity() -> dict[str, object]:
         nodes = await remote.list_nodes(selector_string(settings.offloading.node_selector))
         free = settings.offloading.capacity is Capacity.FREE
-        return ping_resources(nodes, await remote.list_pods_on_nodes() if free else None)
+        return ping_resources(
+            nodes,
+            await remote.list_pods_on_nodes() if free else None,
+            tolerations=settings.offloading.node_tolerations,
+        )
 
     tasks.start(
         "remote-prober",

@@ -3,14 +3,17 @@
 interLink applies ``PingResponse.resources`` to the virtual node verbatim, and a "0"
 drains it (interLink#558), so a value that cannot be measured is left out rather than
 reported as zero: no matching Ready node, or none of them reports the resource. Nodes
-that are cordoned or not Ready do not count. Extended resources (``nvidia.com/gpu``,
-any name with a ``/`` except ``hugepages-*``) are reported as accelerators.
+that are cordoned or not Ready do not count, nor nodes with a ``NoSchedule`` or
+``NoExecute`` taint that ``offloading.node_tolerations`` does not tolerate (a
+control-plane node, or a node kept for other work): offloaded pods cannot land there.
+Extended resources (``nvidia.com/gpu``, any name with a ``/`` except ``hugepages-*``) are
+reported as accelerators.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
 from sidecar.core.shape import JsonObject
@@ -57,9 +60,32 @@ def _format(resource: str, value: Decimal) -> str:
     return str(int(value))
 
 
-def _usable(node: JsonObject) -> bool:
-    if (node.get("spec") or {}).get("unschedulable"):
+_BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")  # PreferNoSchedule only discourages
+
+
+def tolerates(toleration: Mapping[str, object], taint: Mapping[str, object]) -> bool:
+    """Whether ``toleration`` tolerates ``taint``, by the scheduler's rules: an empty
+    effect matches every effect; ``Exists`` with an empty key matches every taint,
+    ``Exists`` matches the key whatever the value, ``Equal`` (the default) the key and
+    the value."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
         return False
+    key = toleration.get("key") or ""
+    if (toleration.get("operator") or "Equal") == "Exists":
+        return not key or key == taint.get("key")
+    return key == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def _usable(node: JsonObject, tolerations: Iterable[Mapping[str, object]]) -> bool:
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    for taint in spec.get("taints") or []:
+        if taint.get("effect") in _BLOCKING_EFFECTS and not any(
+            tolerates(t, taint) for t in tolerations
+        ):
+            return False
     conditions = (node.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -72,10 +98,17 @@ def selector_string(node_selector: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
 
 
-def ping_resources(nodes: list[JsonObject], pods: list[JsonObject] | None = None) -> JsonObject:
+def ping_resources(
+    nodes: list[JsonObject],
+    pods: list[JsonObject] | None = None,
+    *,
+    tolerations: Iterable[Mapping[str, object]] = (),
+) -> JsonObject:
     """``PingResponse.resources`` for ``nodes``; with ``pods``, free capacity (allocatable
-    minus the requests of the unfinished pods bound to those nodes)."""
-    usable = [n for n in nodes if _usable(n)]
+    minus the requests of the unfinished pods bound to those nodes). ``tolerations``:
+    ``offloading.node_tolerations`` (every offloaded pod carries them)."""
+    tolerations = list(tolerations)
+    usable = [n for n in nodes if _usable(n, tolerations)]
     names = {(n.get("metadata") or {}).get("name") for n in usable}
     totals: dict[str, Decimal] = {}
     for node in usable:

@@ -6,6 +6,7 @@ import pytest
 
 from tests.localcluster import LocalCluster
 from tests.localcluster.binaries import K8S_VERSION
+from tests.localcluster.realnode import NODE_NAME
 
 pytestmark = pytest.mark.controlplane
 
@@ -17,7 +18,8 @@ def test_reports_its_real_version(control_plane: LocalCluster) -> None:
 
 def test_kwok_nodes_are_ready_and_labelled(control_plane: LocalCluster) -> None:
     nodes = control_plane.request("GET", "/api/v1/nodes")["items"]
-    assert sorted(n["metadata"]["name"] for n in nodes) == control_plane.node_names
+    real = [NODE_NAME] if control_plane.real_node is not None else []
+    assert sorted(n["metadata"]["name"] for n in nodes) == control_plane.node_names + real
     for node in nodes:
         assert node["metadata"]["labels"]["kubernetes.io/os"] == "linux"
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
