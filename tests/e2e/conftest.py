@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import nullcontext
 from typing import NoReturn
 
 import pytest
@@ -25,6 +24,7 @@ from tests.e2e.chain.build import ChainUnavailable, ensure_interlink
 from tests.e2e.chain.topology import NODES, Chain, ChainError, start_chain
 from tests.e2e.kubectl import Kubectl
 from tests.e2e.submit import Submit
+from tests.fixtures.progress import progress_printer
 from tests.localcluster import LocalClusterError, ensure_binaries
 from tests.localcluster.tools import KUBECTL, ToolError, ensure_tool
 
@@ -37,15 +37,7 @@ def _unavailable(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="package")
 def chain(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Chain]:
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def progress(line: str) -> None:
-        # Shown as it happens (a cold build takes minutes), not swallowed by output capture.
-        if reporter is None:
-            return
-        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
-            reporter.write_line(f"[e2e chain] {line}")
+    progress = progress_printer(pytestconfig, "e2e chain")
 
     reason = ""
     try:
