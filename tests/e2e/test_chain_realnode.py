@@ -37,7 +37,8 @@ from tests.e2e.checks import ended_pod, running_pod, state_of, status
 from tests.e2e.deadlines import wait_for
 from tests.e2e.kubectl import Kubectl, Pod
 from tests.e2e.submit import Submit
-from tests.localcluster.realnode import BUSYBOX_IMAGE, NODE_LABEL, NODE_NAME, toleration
+from tests.localcluster.realnode import NODE_LABEL, NODE_NAME, toleration
+from tests.realnode_pods import container
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.timeout(240, func_only=True)]
 
@@ -78,16 +79,6 @@ def local_objects(kubectl: Kubectl) -> Iterator[list[dict[str, Any]]]:
 
 
 # --- manifests ---------------------------------------------------------------------------
-
-
-def container(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": BUSYBOX_IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", script],
-        **extra,
-    }
 
 
 def real_pod(

@@ -42,15 +42,14 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> l
     raise AssertionError(f"no {marker!r} within {timeout} s; output so far:\n" + "\n".join(lines))
 
 
-def test_local_cluster_comes_up_serves_and_stops_cleanly(
-    control_plane: object, tmp_path: Path
-) -> None:
-    # control_plane: the binaries are built (or the test fails in CI) before this runs.
+def make_run(*argv: str) -> tuple[subprocess.Popen[str], int]:
+    """``python -m tests.localcluster *argv`` from the repository root, as ``make run``
+    runs it, on a free plugin port and ops port; the process and the plugin port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
     env |= {"APP_SOCKET_PORT": str(port), "APP_OPS_PORT": str(free_port())}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.localcluster", "--dir", str(tmp_path / "cluster")],
+        [sys.executable, "-m", "tests.localcluster", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -58,6 +57,28 @@ def test_local_cluster_comes_up_serves_and_stops_cleanly(
         env=env,
         cwd=REPO,
     )
+    return process, port
+
+
+def curl(port: int, method: str, path: str, sample: Path) -> str:
+    """What the README tells a newcomer to curl: ``sample`` as the JSON body."""
+    return subprocess.run(
+        [
+            *("curl", "-sS", "-X", method, f"http://127.0.0.1:{port}{path}"),
+            *("-H", "Content-Type: application/json", "--data-binary", f"@{sample}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
+def test_local_cluster_comes_up_serves_and_stops_cleanly(
+    control_plane: object, tmp_path: Path
+) -> None:
+    # control_plane: the binaries are built (or the test fails in CI) before this runs.
+    process, port = make_run("--dir", str(tmp_path / "cluster"))
     try:
         lines = read_until(process, "[local-cluster] ready", timeout=120)
         output = "\n".join(lines)
@@ -65,24 +86,7 @@ def test_local_cluster_comes_up_serves_and_stops_cleanly(
         kubeconfig = next(line.split("kubeconfig: ")[1] for line in lines if "kubeconfig: " in line)
         assert Path(kubeconfig).is_file()
 
-        # What the README tells a newcomer to curl.
-        result = subprocess.run(
-            [
-                "curl",
-                "-sS",
-                "-X",
-                "POST",
-                f"http://127.0.0.1:{port}/create",
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                f"@{SAMPLE}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        created = json.loads(result.stdout)
+        created = json.loads(curl(port, "POST", "/create", SAMPLE))
         assert created["PodUID"] == "0f9d3c1e-2b7a-4a7e-9d65-1c2b3a4d5e6f"
         assert created["PodJID"]
 
@@ -120,42 +124,21 @@ def test_the_installed_sidecar_refuses_local_cluster_with_a_pointer(tmp_path: Pa
 @pytest.mark.realnode
 def test_make_run_with_a_real_node_runs_the_readme_pod_for_real(real_node: object) -> None:
     # real_node: the session has one, so one can run here (else this skips with why).
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE_PATH"}
-    env |= {"APP_SOCKET_PORT": str(port), "APP_OPS_PORT": str(free_port())}
     workdir = Path(tempfile.mkdtemp(prefix="rn-"))  # short: the kubelet's socket paths
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.localcluster", "--real-node", "--dir", str(workdir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
+    process, port = make_run("--real-node", "--dir", str(workdir))
     try:
         output = "\n".join(read_until(process, "[local-cluster] ready", timeout=scaled(120)))
         assert "real node real-node on 10.213." in output
 
-        def curl(method: str, path: str, sample: str) -> str:
-            return subprocess.run(
-                [
-                    *("curl", "-sS", "-X", method, f"http://127.0.0.1:{port}{path}"),
-                    *("-H", "Content-Type: application/json", "--data-binary", f"@{sample}"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            ).stdout
-
         examples = REPO / "manifests" / "examples"
-        created = json.loads(curl("POST", "/create", str(examples / "create-hello-real-node.json")))
+        created = json.loads(
+            curl(port, "POST", "/create", examples / "create-hello-real-node.json")
+        )
         assert created["PodUID"] == "0f9d3c1e-2b7a-4a7e-9d65-1c2b3a4d5e6f"
         # The README's getLogs: the container's real output (its hostname is the pod's name)
         deadline = time.monotonic() + scaled(60)
         while "hello world" not in (
-            log := curl("GET", "/getLogs", str(examples / "logs-hello.json"))
+            log := curl(port, "GET", "/getLogs", examples / "logs-hello.json")
         ):
             assert time.monotonic() < deadline, log
             time.sleep(0.2)  # polling a condition with a deadline

@@ -363,24 +363,7 @@ def local_read_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
     )["status"].get("allowed"):
         assert time.monotonic() < deadline, "RBAC never granted list pods"
         time.sleep(0.2)  # polling a condition with a deadline
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.ca_cert),
-                },
-            }
-        ],
-        "users": [{"name": "local-read", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local-read"}}],
-        "current-context": "local",
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
+    cluster.write_kubeconfig(path, "local-read", token)
     return path
 
 

@@ -65,10 +65,9 @@ from tests import podshapes
 from tests.deadlines import scaled
 from tests.fixtures.realnode import BUSYBOX_IMAGE, sidecar_config_for_real_node
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
-from tests.fixtures.sshd import SshGateway
+from tests.fixtures.sshd import SshGateway, tunnel_env
 from tests.integration.plugin_client import call, poll
 from tests.localcluster import LocalCluster
-from tests.localcluster.cluster import free_port
 from tests.localcluster.realnode import RealNode
 from tests.localcluster.tools import KUBECTL, tool_directory
 
@@ -125,22 +124,6 @@ def served_pod(token: str) -> dict[str, Any]:
             uid, f"served-{uid[:8]}", spec, annotations={"interlink.io/tcp-tunnel": "true"}
         )
     )
-
-
-def tunnel_env(sshd: SshGateway, *, mode: str) -> dict[str, str]:
-    base = free_port()
-    return {
-        "TCP_TUNNEL_ENABLED": "true",
-        "TCP_TUNNEL_GATEWAY_HOST": sshd.host,
-        "TCP_TUNNEL_GATEWAY_PORT": str(sshd.port),
-        "TCP_TUNNEL_USER": sshd.user,
-        "TCP_TUNNEL_PRIVATE_KEY_FILE": str(sshd.client_key),
-        "TCP_TUNNEL_KNOWN_HOSTS_FILE": str(sshd.known_hosts),
-        "TCP_TUNNEL_DIAL_MODE": mode,
-        "TCP_TUNNEL_PODS": "annotated",
-        "TCP_TUNNEL_PORT_POLICY": "range",
-        "TCP_TUNNEL_PORT_RANGE": f"{base}-{min(base + 40, 65535)}",
-    }
 
 
 def tunnels_view(sidecar: SidecarProcess) -> dict[str, Any]:

@@ -20,29 +20,13 @@ from aiohttp import web
 
 from tests import podshapes
 from tests.fixtures.sidecar_process import SidecarProcess, StartSidecar
-from tests.fixtures.sshd import SshdServer, SshGateway
+from tests.fixtures.sshd import SshdServer, SshGateway, tunnel_env
 from tests.http_client import client_session
 from tests.integration.plugin_client import call, metric_value, poll
 from tests.localcluster import LocalCluster
 from tests.localcluster.cluster import free_port
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.sshd]
-
-
-def tunnel_env(sshd: SshGateway, *, mode: str, **extra: str) -> dict[str, str]:
-    base = free_port()
-    return {
-        "TCP_TUNNEL_ENABLED": "true",
-        "TCP_TUNNEL_GATEWAY_HOST": sshd.host,
-        "TCP_TUNNEL_GATEWAY_PORT": str(sshd.port),
-        "TCP_TUNNEL_USER": sshd.user,
-        "TCP_TUNNEL_PRIVATE_KEY_FILE": str(sshd.client_key),
-        "TCP_TUNNEL_KNOWN_HOSTS_FILE": str(sshd.known_hosts),
-        "TCP_TUNNEL_DIAL_MODE": mode,
-        "TCP_TUNNEL_PODS": "annotated",
-        "TCP_TUNNEL_PORT_POLICY": "range",
-        "TCP_TUNNEL_PORT_RANGE": f"{base}-{min(base + 40, 65535)}",
-    } | extra
 
 
 def tunnels(sidecar: SidecarProcess) -> dict[str, Any]:

@@ -523,22 +523,9 @@ class LocalCluster:
 
     def write_kubeconfig(self, path: Path, user: str, token: str) -> None:
         """A kubeconfig at ``path`` for this cluster with bearer ``token`` (user ``user``)."""
-        # JSON is YAML: every kubeconfig loader reads it.
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "local",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_cert)},
-                }
-            ],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
-            "current-context": "local",
-        }
-        path.write_text(json.dumps(config, indent=2))
-        path.chmod(0o600)
+        pki.write_kubeconfig(
+            path, server=self.server, ca_cert=self.ca_cert, user=user, credentials={"token": token}
+        )
 
     # --- RBAC ----------------------------------------------------------------------------
 

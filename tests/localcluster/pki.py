@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -174,3 +176,24 @@ def issue(
         _write(directory / f"{name}.crt", cert.public_bytes(pem)),
         _write(directory / f"{name}.key", _pem_key(key)),
     )
+
+
+def write_kubeconfig(
+    path: Path, *, server: str, ca_cert: Path, user: str, credentials: dict[str, Any]
+) -> Path:
+    """A kubeconfig at ``path`` (mode 0600) for ``server`` (trusting ``ca_cert``) as
+    ``user`` with ``credentials``: ``{"token": ...}`` or ``{"client-certificate": ...,
+    "client-key": ...}``. JSON is YAML: every kubeconfig loader reads it."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path

@@ -323,31 +323,13 @@ class RealNode:
             common_name=f"system:node:{NODE_NAME}",
             organizations=("system:nodes",),
         )
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "local",
-                    "cluster": {
-                        "server": self._server,
-                        "certificate-authority": str(self._pki / "ca.crt"),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": "kubelet",
-                    "user": {"client-certificate": str(cert), "client-key": str(key)},
-                }
-            ],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "kubelet"}}],
-            "current-context": "local",
-        }
-        path = self.workdir / "kubelet.kubeconfig"
-        path.write_text(json.dumps(config, indent=1))
-        path.chmod(0o600)
-        return path
+        return pki.write_kubeconfig(
+            self.workdir / "kubelet.kubeconfig",
+            server=self._server,
+            ca_cert=self._pki / "ca.crt",
+            user="kubelet",
+            credentials={"client-certificate": str(cert), "client-key": str(key)},
+        )
 
     def _kubelet_config(self, slot: Slot, *, healthz_port: int) -> Path:
         serving_cert, serving_key = pki.issue(
