@@ -1,4 +1,7 @@
-"""Opening a container's log when the container may not have started yet.
+"""Opening a container's log when there may be nothing to stream yet.
+
+The remote API server answers ``204 No Content`` for a pod that has no node yet: not a
+failure, an empty log, as for a container that has written nothing.
 
 A real kubelet answers a log request for a container that has not started (the image is
 being set up, an init container is still running, or failed and never will finish) with
@@ -33,6 +36,11 @@ _WAITING = "is waiting to start"
 _TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
+def no_content(exc: RemoteError) -> bool:
+    """The remote API server's answer for a pod that has no node yet."""
+    return exc.status == 204
+
+
 def waiting_to_start(exc: RemoteError) -> bool:
     """The kubelet's answer for a container that has not started (yet)."""
     return exc.status == 400 and _WAITING in exc.message
@@ -43,13 +51,16 @@ async def open_when_started(
     current_pod: Callable[[], Awaitable[JsonObject | None]],
     options: LogOptions,
 ) -> aiohttp.ClientResponse | None:
-    """The log stream, or None for an empty log (a container that has not started; with
-    ``options.follow``, one that never will). Other errors propagate."""
+    """The log stream, or None for an empty log (a pod without a node; a container that
+    has not started; with ``options.follow``, one that never will). Other errors
+    propagate."""
     pod_ended = False
     while True:
         try:
             return await open_log()
         except RemoteError as exc:
+            if no_content(exc):
+                return None
             if not waiting_to_start(exc):
                 raise
             if not options.follow or pod_ended:

@@ -191,13 +191,6 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-def _no_content(exc: RemoteError) -> bool:
-    """204 No Content: the remote API server's log answer for a pod that has no node
-    yet (nothing to stream). Not a failure: an empty log, as for a container that has
-    written nothing."""
-    return exc.status == 204
-
-
 async def _client_gone(request: web.Request) -> None:
     # No event exists for "the client went away" in aiohttp's public API: poll it.
     while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
@@ -250,16 +243,9 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     # after a short grace (interLink fails calls without headers after 120 s); until
     # then an error can still be a proper status code.
     done, _ = await asyncio.wait([opening], timeout=HEADER_GRACE_SECONDS)
-    if done:
-        try:
-            # raises RemoteError: a 4xx/5xx answer via the middleware
-            nothing_yet = opening.result() is None
-        except RemoteError as exc:
-            if not _no_content(exc):
-                raise
-            nothing_yet = True
-        if nothing_yet:
-            return web.Response(status=200, content_type="text/plain")
+    # raises RemoteError: a 4xx/5xx answer via the middleware
+    if done and opening.result() is None:
+        return web.Response(status=200, content_type="text/plain")  # nothing to stream
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
     metrics = request.app[METRICS_KEY]
@@ -295,7 +281,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     if watcher in finished or isinstance(error, ConnectionResetError):
         logger.debug("log stream of %s/%s ended: the client left", req.ref.namespace, req.ref.name)
         return response
-    if isinstance(error, RemoteError) and not _no_content(error):
+    if isinstance(error, RemoteError):
         await response.write(f"error: {error}\n".encode())
     elif error is not None and not isinstance(error, aiohttp.ClientError):
         raise error

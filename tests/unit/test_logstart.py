@@ -75,6 +75,14 @@ async def test_a_container_that_started_and_ended_before_the_pod_was_read_keeps_
     assert opened == "stream"
 
 
+async def test_a_pod_without_a_node_has_an_empty_log_even_when_followed() -> None:
+    kubelet = Kubelet(RemoteError(204, "", ""))
+    opened = await logstart.open_when_started(
+        kubelet.open_log, kubelet.pod, LogOptions(follow=True)
+    )
+    assert (opened, kubelet.opened) == (None, 1)
+
+
 @pytest.mark.parametrize(
     "refusal",
     [
